@@ -1,0 +1,51 @@
+"""One error hierarchy: each error carries the exit code a CLI returns and the errno a
+FUSE handler answers with."""
+import errno as _errno
+
+# Exit codes of the tools (fsck(8) numbering where it applies; see README).
+EXIT_OK = 0
+EXIT_ERROR = 1          # mkfs/mount/ctrfs: operation failed
+EXIT_CORRUPT = 4        # device damaged / errors left uncorrected
+EXIT_OPERATIONAL = 8
+EXIT_USAGE = 16
+
+
+class CtrfsError(Exception):
+    exit_code = EXIT_ERROR
+    errno = _errno.EIO
+
+    def __init__(self, msg, *, errno=None):
+        super().__init__(msg)
+        if errno is not None:
+            self.errno = errno
+
+
+class CorruptError(CtrfsError):
+    """Bytes on the device (or handed to a decoder) that are not valid ctrfs data."""
+    exit_code = EXIT_CORRUPT
+    errno = _errno.EIO
+
+
+class UnsupportedError(CorruptError):
+    """A valid structure this version cannot handle (unknown incompat feature bits)."""
+
+
+class UsageError(CtrfsError):
+    exit_code = EXIT_USAGE
+    errno = _errno.EINVAL
+
+
+class NoSpaceError(CtrfsError):
+    errno = _errno.ENOSPC
+
+
+class DeviceError(CtrfsError):
+    """The device cannot be opened or used (missing, busy, too small, read-only)."""
+    exit_code = EXIT_OPERATIONAL
+
+
+class FsError(CtrfsError):
+    """A POSIX error from the file system layer (ENOENT, EEXIST, ...)."""
+
+    def __init__(self, err, msg=""):
+        super().__init__(msg or _errno.errorcode.get(err, str(err)), errno=err)

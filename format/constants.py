@@ -1,0 +1,90 @@
+"""Every on-disk constant of ctrfs, in one place (spec/FORMAT.md repeats them)."""
+
+FORMAT_VERSION = 1
+
+# Magics (8 bytes for whole-block structures, 4 for tree nodes).  A test keeps them unique.
+SUPERBLOCK_MAGIC = b"CTRFS\x00SB"
+CHECKPOINT_MAGIC = b"CTRFS\x00CP"
+SUMMARY_MAGIC = b"CTRFS\x00LS"
+NODE_MAGIC = b"CTND"
+
+# Geometry.  Block 0 holds the superblock, the last block of the device its mirror.
+DEFAULT_BLOCK_SIZE = 4096
+MIN_BLOCK_SIZE = 4096
+MAX_BLOCK_SIZE = 65536
+DEFAULT_SEGMENT_BLOCKS = 256          # 1 MiB segments at 4 KiB blocks
+MIN_SEGMENT_BLOCKS = 16
+MAX_SEGMENT_BLOCKS = 65536
+SUPERBLOCK_BLOCK = 0
+CHECKPOINT_SLOTS = (1, 2)             # block numbers of the two alternating checkpoint slots
+FIRST_SEGMENT_BLOCK = 4               # blocks 0..3 are the fixed area (block 3 reserved)
+MIN_SEGMENTS = 8                      # smallest device mkfs accepts
+RESERVED_SEGMENTS = 4                 # free segments only the cleaner and commit may use
+CHECKPOINT_BACKUPS = 3                # older root sets kept in each checkpoint
+
+# Feature flags, ext4 style: an unknown incompat bit refuses the mount, an unknown
+# ro_compat bit refuses a read-write mount, an unknown compat bit is ignored.
+COMPAT_NONE = 0
+RO_COMPAT_NONE = 0
+INCOMPAT_INLINE_DATA = 1 << 0         # small files and symlinks live inside the inode item
+ALL_COMPAT = 0
+ALL_RO_COMPAT = 0
+ALL_INCOMPAT = INCOMPAT_INLINE_DATA
+
+# Tree kinds (node header `tree` field and segment summary `owner`).
+TREE_FS = 1          # one per image, layer or writable tree: inodes, dirents, xattrs, block maps
+TREE_CA = 2          # content-address index: blake3 -> location, refcount
+TREE_SNAP = 3        # snapshot/ref table: name -> root of an FS tree
+TREE_USAGE = 4       # segment usage table
+TREE_REMAP = 5       # inode remap table: (tree, visible ino) -> stored ino
+TREE_KINDS = (TREE_FS, TREE_CA, TREE_SNAP, TREE_USAGE, TREE_REMAP)
+SYSTEM_TREES = (TREE_SNAP, TREE_CA, TREE_USAGE, TREE_REMAP)
+
+# Block kinds (segment summary entries and content-address entries).
+BLOCK_FREE = 0
+BLOCK_DATA = 1
+BLOCK_NODE = 2       # FS tree node (content addressed, reference counted)
+BLOCK_SYSNODE = 3    # system tree node (owned by the checkpoint)
+BLOCK_KINDS = (BLOCK_DATA, BLOCK_NODE, BLOCK_SYSNODE)
+
+# blake3 derive_key contexts: domain separation between object kinds.  No device
+# UUID goes in, so equal blocks have equal addresses on every device.
+HASH_CONTEXT_DATA = "ctrfs v1 data block"
+HASH_CONTEXT_NODE = "ctrfs v1 tree node"
+HASH_SIZE = 32
+HASH_PREFIX_SIZE = 12                 # bytes of the hash kept in a segment summary entry
+
+# FS tree item types: the byte after the inode number in every FS tree key.
+ITEM_SUPER = 0       # key (0, ITEM_SUPER): per-tree counters (next inode number)
+ITEM_INODE = 1
+ITEM_XATTR = 2
+ITEM_DIRENT = 3
+ITEM_BLOCK = 4
+ITEM_TYPES = (ITEM_SUPER, ITEM_INODE, ITEM_XATTR, ITEM_DIRENT, ITEM_BLOCK)
+
+# Inode flags.
+INODE_INLINE = 1 << 0                 # file data / symlink target stored in the inode item
+
+# Snapshot kinds.
+SNAP_IMAGE = 1       # immutable image or layer
+SNAP_WRITABLE = 2    # a writable tree (what a read-write mount works on)
+SNAP_KINDS = (SNAP_IMAGE, SNAP_WRITABLE)
+DEFAULT_TREE_NAME = b"@default"       # the writable tree mkfs creates
+
+# Segment states (usage table).
+SEG_FREE = 0
+SEG_OPEN = 1         # being filled by the log head
+SEG_FULL = 2
+SEG_STATES = (SEG_FREE, SEG_OPEN, SEG_FULL)
+
+# Reserved inode numbers.
+ROOT_INO = 1
+FIRST_INO = 2
+
+# Limits.
+NAME_MAX = 255
+LABEL_MAX = 64
+SNAP_NAME_MAX = 255
+INLINE_MAX = 1024                     # files up to this size are stored inline
+XATTR_NAME_MAX = 255
+NODE_HEADER_SIZE = 32

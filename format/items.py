@@ -1,0 +1,174 @@
+"""Keys and values of the items stored in the trees.
+
+FS tree keys are (ino u64 big-endian, item type u8, subkey), so one inode's items sort
+together and numerically.  Values are little-endian like every other structure."""
+import struct
+
+import blake3
+from construct import Bytes, Int8ul, Int32ul, Int64sl, Int64ul, Padding, Struct
+
+from ..errors import CorruptError
+from . import constants as C
+from .pointer import POINTER_SIZE, Pointer
+
+InodeRecord = Struct(
+    "mode" / Int32ul,                # st_mode: file type and permission bits
+    "uid" / Int32ul,
+    "gid" / Int32ul,
+    "nlink" / Int32ul,               # directory entries naming it (+ "." and ".." for dirs)
+    "rdev" / Int64ul,                # device number for block/char devices, else 0
+    "size" / Int64ul,                # bytes
+    "atime_ns" / Int64sl,            # ns since the epoch
+    "mtime_ns" / Int64sl,
+    "ctime_ns" / Int64sl,
+    "flags" / Int32ul,               # INODE_INLINE: the data follows this record in the value
+    "generation" / Int32ul,          # bumped when an inode number is reused
+)
+INODE_SIZE = 64
+assert InodeRecord.sizeof() == INODE_SIZE
+_INODE = struct.Struct("<IIIIQQqqqII")
+assert _INODE.size == INODE_SIZE
+
+DirentValue = Struct(
+    "ino" / Int64ul,                 # inode the name refers to
+    "dtype" / Int8ul,                # DT_* type (st_mode >> 12)
+)
+DIRENT_SIZE = 9
+assert DirentValue.sizeof() == DIRENT_SIZE
+
+BlockEntry = Pointer                 # value of ITEM_BLOCK: the data block of that index
+BLOCK_ENTRY_SIZE = POINTER_SIZE
+
+SuperValue = Struct("next_ino" / Int64ul, "reserved" / Int64ul)  # (0, ITEM_SUPER) item
+SUPER_SIZE = 16
+assert SuperValue.sizeof() == SUPER_SIZE
+
+CAEntry = Struct(
+    "paddr" / Int64ul,               # block number holding the content
+    "refcount" / Int32ul,            # pointers to it from stored nodes + holders of roots
+    "kind" / Int8ul,                 # BLOCK_DATA or BLOCK_NODE
+    Padding(3),
+)
+CA_ENTRY_SIZE = 16
+assert CAEntry.sizeof() == CA_ENTRY_SIZE
+_CA = struct.Struct("<QIB3x")
+
+SnapEntry = Struct(
+    "kind" / Int8ul,                 # SNAP_IMAGE (immutable) or SNAP_WRITABLE
+    Padding(7),
+    "created_ns" / Int64ul,
+    "root" / Pointer,                # root node of the FS tree
+    "parent_root" / Bytes(32),       # root hash of the snapshot it was cloned from; 0 = none
+    "logical_bytes" / Int64ul,       # sum of file sizes when committed
+    "inodes" / Int64ul,              # inodes when committed
+)
+SNAP_ENTRY_SIZE = 112                # followed by the parent's name (UTF-8, may be empty)
+assert SnapEntry.sizeof() == SNAP_ENTRY_SIZE
+
+UsageEntry = Struct(
+    "state" / Int8ul,                # SEG_FREE / SEG_OPEN / SEG_FULL
+    Padding(3),
+    "live" / Int32ul,                # live blocks (excluding usage-table nodes, see spec)
+    "alloc_unit_seq" / Int64ul,      # first log unit seq of its current use; older units are stale
+    "freed_seq" / Int64ul,           # commit seq in which it became empty; 0 = not pending
+)
+USAGE_ENTRY_SIZE = 24
+assert UsageEntry.sizeof() == USAGE_ENTRY_SIZE
+_USAGE = struct.Struct("<B3xIQQ")
+
+RemapEntry = Struct(
+    "stored_ino" / Int64ul,          # inode number inside the FS tree
+    "flags" / Int64ul,               # 0
+)
+REMAP_ENTRY_SIZE = 16
+assert RemapEntry.sizeof() == REMAP_ENTRY_SIZE
+
+
+# ---- FS tree keys -------------------------------------------------------------
+def fs_key(ino: int, item: int, sub: bytes = b"") -> bytes:
+    return ino.to_bytes(8, "big") + bytes((item,)) + sub
+
+
+def block_key(ino: int, index: int) -> bytes:
+    return ino.to_bytes(8, "big") + b"\x04" + index.to_bytes(8, "big")
+
+
+def name_hash(name: bytes) -> int:
+    """63-bit hash of a directory entry name: the readdir cookie order (stable across changes)."""
+    return int.from_bytes(blake3.blake3(name).digest(8), "big") >> 1
+
+
+def dirent_key(dir_ino: int, name: bytes) -> bytes:
+    return fs_key(dir_ino, C.ITEM_DIRENT, name_hash(name).to_bytes(8, "big") + name)
+
+
+def split_fs_key(key: bytes):
+    if len(key) < 9 or key[8] not in C.ITEM_TYPES:
+        raise CorruptError(f"FS tree: malformed key {key.hex()}")
+    return int.from_bytes(key[:8], "big"), key[8], key[9:]
+
+
+def remap_key(tree_hash8: bytes, visible_ino: int) -> bytes:
+    return tree_hash8 + visible_ino.to_bytes(8, "big")
+
+
+def usage_key(segno: int) -> bytes:
+    return segno.to_bytes(8, "big")
+
+
+# ---- values -------------------------------------------------------------------
+def pack_inode(mode, uid, gid, nlink, rdev, size, atime, mtime, ctime, flags, generation, inline=b""):
+    return _INODE.pack(mode, uid, gid, nlink, rdev, size, atime, mtime, ctime, flags, generation) + inline
+
+
+def unpack_inode(raw):
+    """-> (fields tuple, inline bytes)"""
+    if len(raw) < INODE_SIZE:
+        raise CorruptError(f"inode item: {len(raw)} bytes, want >= {INODE_SIZE}")
+    return _INODE.unpack_from(raw), bytes(raw[INODE_SIZE:])
+
+
+def pack_dirent(ino: int, dtype: int) -> bytes:
+    return ino.to_bytes(8, "little") + bytes((dtype,))
+
+
+def unpack_dirent(raw):
+    if len(raw) != DIRENT_SIZE:
+        raise CorruptError(f"dirent item: {len(raw)} bytes, want {DIRENT_SIZE}")
+    return int.from_bytes(raw[:8], "little"), raw[8]
+
+
+def pack_ca(paddr, refcount, kind) -> bytes:
+    return _CA.pack(paddr, refcount, kind)
+
+
+def unpack_ca(raw):
+    if len(raw) != CA_ENTRY_SIZE:
+        raise CorruptError(f"content-address entry: {len(raw)} bytes, want {CA_ENTRY_SIZE}")
+    return _CA.unpack(raw)
+
+
+def pack_usage(state, live, alloc_unit_seq, freed_seq) -> bytes:
+    return _USAGE.pack(state, live, alloc_unit_seq, freed_seq)
+
+
+def unpack_usage(raw):
+    if len(raw) != USAGE_ENTRY_SIZE:
+        raise CorruptError(f"usage entry: {len(raw)} bytes, want {USAGE_ENTRY_SIZE}")
+    return _USAGE.unpack(raw)
+
+
+def pack_snap(kind, created_ns, root, parent_root, logical_bytes, inodes, parent_name=b"") -> bytes:
+    return SnapEntry.build(dict(kind=kind, created_ns=created_ns, root=dict(paddr=root[0], hash=root[1]),
+                                parent_root=parent_root, logical_bytes=logical_bytes, inodes=inodes)) + parent_name
+
+
+def unpack_snap(raw) -> dict:
+    if len(raw) < SNAP_ENTRY_SIZE or len(raw) > SNAP_ENTRY_SIZE + C.SNAP_NAME_MAX:
+        raise CorruptError(f"snapshot entry: {len(raw)} bytes")
+    e = SnapEntry.parse(raw[:SNAP_ENTRY_SIZE])
+    if e.kind not in C.SNAP_KINDS:
+        raise CorruptError(f"snapshot entry: bad kind {e.kind}")
+    return dict(kind=e.kind, created_ns=e.created_ns, root=(e.root.paddr, e.root.hash),
+                parent_root=e.parent_root, logical_bytes=e.logical_bytes, inodes=e.inodes,
+                parent_name=bytes(raw[SNAP_ENTRY_SIZE:]))

@@ -1,0 +1,130 @@
+"""Tree node: one block holding a sorted run of (key, value) items (leaf, level 0) or
+(key, child pointer) items (internal, level > 0).  Keys are compared as raw bytes."""
+from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct, this
+
+from ..errors import CorruptError
+from . import constants as C
+from .checksum import crc32c, node_hash
+from .pointer import POINTER_SIZE, Pointer
+
+NodeHeader = Struct(
+    "magic" / Const(C.NODE_MAGIC),
+    "tree" / Int8ul,                 # TREE_* kind of the tree this node belongs to
+    "level" / Int8ul,                # 0 = leaf; a child has level - 1
+    "nitems" / Int16ul,              # items in the payload, >= 1
+    "generation" / Int64ul,          # commit seq that wrote it (not part of the hash)
+    "payload_len" / Int32ul,         # bytes of payload after this header
+    "crc32c" / Int32ul,              # CRC32C of header (this field as 0) + payload
+    "reserved" / Bytes(8),           # 0
+)
+assert NodeHeader.sizeof() == C.NODE_HEADER_SIZE
+CRC_OFFSET = 20
+
+LeafItem = Struct(
+    "klen" / Int16ul, "vlen" / Int16ul,
+    "key" / Bytes(this.klen), "value" / Bytes(this.vlen),
+)
+InternalItem = Struct("klen" / Int16ul, "key" / Bytes(this.klen), "child" / Pointer)
+LeafNode = Struct("header" / NodeHeader, "items" / Array(this.header.nitems, LeafItem))
+InternalNode = Struct("header" / NodeHeader, "items" / Array(this.header.nitems, InternalItem))
+
+LEAF_ITEM_OVERHEAD = 4
+INTERNAL_ITEM_OVERHEAD = 2 + POINTER_SIZE
+_ZERO8 = bytes(8)
+
+
+def capacity(block_size: int) -> int:
+    """Payload bytes one node can hold."""
+    return block_size - C.NODE_HEADER_SIZE
+
+
+def max_item(block_size: int) -> int:
+    """Largest leaf item (key + value + overhead): half a node, so any split succeeds."""
+    return capacity(block_size) // 2
+
+
+def value_has_pointer(tree: int, key: bytes) -> bool:
+    """Leaf values that are block pointers (their paddr is a hint, left out of the hash)."""
+    return tree == C.TREE_FS and len(key) > 8 and key[8] == C.ITEM_BLOCK
+
+
+def encode_node(tree, level, generation, keys, vals, block_size):
+    """Build one node block.  vals: bytes (leaf) or (paddr, hash) (internal).
+    Returns (block bytes, blake3 content address)."""
+    parts, hparts = [], []
+    if level == 0:
+        ptr_values = tree == C.TREE_FS
+        for k, v in zip(keys, vals):
+            head = len(k).to_bytes(2, "little") + len(v).to_bytes(2, "little")
+            parts += (head, k, v)
+            if ptr_values and value_has_pointer(tree, k):
+                hparts += (head, k, _ZERO8, v[8:])
+            else:
+                hparts += (head, k, v)
+    else:
+        for k, (paddr, digest) in zip(keys, vals):
+            head = len(k).to_bytes(2, "little")
+            parts += (head, k, paddr.to_bytes(8, "little"), digest)
+            hparts += (head, k, _ZERO8, digest)
+    payload = b"".join(parts)
+    if len(payload) > capacity(block_size) or not keys:
+        raise ValueError(f"node payload {len(payload)} bytes, {len(keys)} items")
+    header = NodeHeader.build(dict(tree=tree, level=level, nitems=len(keys), generation=generation,
+                                   payload_len=len(payload), crc32c=0, reserved=bytes(8)))
+    crc = crc32c(header + payload).to_bytes(4, "little")
+    block = b"".join((header[:CRC_OFFSET], crc, header[CRC_OFFSET + 4:], payload))
+    digest = node_hash(bytes((tree, level)) + len(keys).to_bytes(2, "little") + b"".join(hparts))
+    return block + bytes(block_size - len(block)), digest
+
+
+def decode_node(raw, expect_tree=None):
+    """Verify CRC and bounds, then parse.  Returns (tree, level, generation, keys, vals)."""
+    raw = bytes(raw)
+    if len(raw) < C.NODE_HEADER_SIZE or raw[:4] != C.NODE_MAGIC:
+        raise CorruptError("tree node: bad magic")
+    hdr = NodeHeader.parse(raw[:C.NODE_HEADER_SIZE])
+    end = C.NODE_HEADER_SIZE + hdr.payload_len
+    if end > len(raw) or hdr.nitems == 0:
+        raise CorruptError(f"tree node: bad payload length {hdr.payload_len} / {hdr.nitems} items")
+    check = bytearray(raw[:end])
+    check[CRC_OFFSET:CRC_OFFSET + 4] = bytes(4)
+    got = crc32c(bytes(check))
+    if got != hdr.crc32c:
+        raise CorruptError(f"tree node CRC mismatch: stored {hdr.crc32c:#010x}, computed {got:#010x}")
+    if hdr.tree not in C.TREE_KINDS or (expect_tree is not None and hdr.tree != expect_tree):
+        raise CorruptError(f"tree node: unexpected tree kind {hdr.tree}")
+    keys, vals = _parse_items(raw, C.NODE_HEADER_SIZE, end, hdr.level, hdr.nitems)
+    if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
+        raise CorruptError("tree node: keys out of order")
+    return hdr.tree, hdr.level, hdr.generation, keys, vals
+
+
+def _parse_items(raw, pos, end, level, nitems):
+    """Fast item parser (the reference is LeafNode/InternalNode; tests keep them equal)."""
+    keys, vals = [], []
+    try:
+        for _ in range(nitems):
+            klen = raw[pos] | raw[pos + 1] << 8
+            if level == 0:
+                vlen = raw[pos + 2] | raw[pos + 3] << 8
+                pos += 4
+                keys.append(raw[pos:pos + klen])
+                vals.append(raw[pos + klen:pos + klen + vlen])
+                pos += klen + vlen
+            else:
+                pos += 2
+                keys.append(raw[pos:pos + klen])
+                pos += klen
+                vals.append((int.from_bytes(raw[pos:pos + 8], "little"), raw[pos + 8:pos + POINTER_SIZE]))
+                pos += POINTER_SIZE
+    except IndexError:
+        raise CorruptError("tree node: items run past the payload") from None
+    if pos != end:
+        raise CorruptError("tree node: items do not fill the payload")
+    return keys, vals
+
+
+def hash_of_block(raw) -> bytes:
+    """Recompute a stored node's content address from its block (for verification)."""
+    tree, level, _gen, keys, vals = decode_node(raw)
+    return encode_node(tree, level, 0, keys, vals, len(raw))[1]

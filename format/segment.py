@@ -1,0 +1,80 @@
+"""Log unit summary: the first block of every log unit says what each following block is.
+
+A segment holds one or more log units, written back to back: [summary][block]...[block].
+"""
+from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+
+from ..errors import CorruptError
+from . import constants as C
+from .checksum import crc32c
+
+SummaryHeader = Struct(
+    "magic" / Const(C.SUMMARY_MAGIC),
+    "unit_seq" / Int64ul,            # global log unit sequence number, strictly increasing
+    "commit_seq" / Int64ul,          # seq of the checkpoint this unit will belong to
+    "segment" / Int64ul,             # segment number this unit was written into
+    "count" / Int32ul,               # entries (= payload blocks following this block)
+    "reserved" / Int32ul,            # 0
+    "crc32c" / Int32ul,              # CRC32C of the header (this field as 0) + count entries
+    "reserved2" / Int32ul,           # 0
+)
+SUMMARY_HEADER_SIZE = 48
+assert SummaryHeader.sizeof() == SUMMARY_HEADER_SIZE
+CRC_OFFSET = 40
+
+SummaryEntry = Struct(
+    "kind" / Int8ul,                 # BLOCK_DATA / BLOCK_NODE / BLOCK_SYSNODE
+    "owner" / Int8ul,                # tree kind for nodes (TREE_*), 0 for data
+    "reserved" / Int16ul,            # 0
+    "hash_prefix" / Bytes(C.HASH_PREFIX_SIZE),  # first bytes of the block's blake3
+)
+SUMMARY_ENTRY_SIZE = 16
+assert SummaryEntry.sizeof() == SUMMARY_ENTRY_SIZE
+
+Summary = Struct("header" / SummaryHeader, "entries" / Array(lambda ctx: ctx.header.count, SummaryEntry))
+
+
+def max_entries(block_size: int) -> int:
+    return (block_size - SUMMARY_HEADER_SIZE) // SUMMARY_ENTRY_SIZE
+
+
+def encode_summary(unit_seq, commit_seq, segment, entries, block_size) -> bytes:
+    """entries: iterable of (kind, owner, hash).  Returns one block."""
+    body = bytearray(block_size)
+    pos = SUMMARY_HEADER_SIZE
+    n = 0
+    for kind, owner, digest in entries:
+        body[pos:pos + 4] = bytes((kind, owner, 0, 0))
+        body[pos + 4:pos + 16] = digest[:C.HASH_PREFIX_SIZE]
+        pos += SUMMARY_ENTRY_SIZE
+        n += 1
+    if n > max_entries(block_size):
+        raise ValueError("too many summary entries")
+    body[:SUMMARY_HEADER_SIZE] = SummaryHeader.build(dict(
+        unit_seq=unit_seq, commit_seq=commit_seq, segment=segment, count=n,
+        reserved=0, crc32c=0, reserved2=0))
+    body[CRC_OFFSET:CRC_OFFSET + 4] = crc32c(bytes(body[:pos])).to_bytes(4, "little")
+    return bytes(body)
+
+
+def decode_summary(raw) -> dict:
+    """Returns {unit_seq, commit_seq, segment, entries: [(kind, owner, prefix)]}."""
+    raw = bytes(raw)
+    if len(raw) < SUMMARY_HEADER_SIZE or raw[:8] != C.SUMMARY_MAGIC:
+        raise CorruptError("log unit summary: bad magic")
+    hdr = SummaryHeader.parse(raw[:SUMMARY_HEADER_SIZE])
+    end = SUMMARY_HEADER_SIZE + hdr.count * SUMMARY_ENTRY_SIZE
+    if hdr.count == 0 or end > len(raw):
+        raise CorruptError(f"log unit summary: bad entry count {hdr.count}")
+    check = bytearray(raw[:end])
+    check[CRC_OFFSET:CRC_OFFSET + 4] = bytes(4)
+    got = crc32c(bytes(check))
+    if got != hdr.crc32c:
+        raise CorruptError(f"log unit summary CRC mismatch: stored {hdr.crc32c:#010x}, computed {got:#010x}")
+    entries = []
+    for pos in range(SUMMARY_HEADER_SIZE, end, SUMMARY_ENTRY_SIZE):
+        kind, owner = raw[pos], raw[pos + 1]
+        if kind not in C.BLOCK_KINDS:
+            raise CorruptError(f"log unit summary: bad block kind {kind}")
+        entries.append((kind, owner, raw[pos + 4:pos + 16]))
+    return dict(unit_seq=hdr.unit_seq, commit_seq=hdr.commit_seq, segment=hdr.segment, entries=entries)
