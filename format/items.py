@@ -62,7 +62,7 @@ SnapEntry = Struct(
     "logical_bytes" / Int64ul,       # sum of file sizes when committed
     "inodes" / Int64ul,              # inodes when committed
 )
-SNAP_ENTRY_SIZE = 112                # followed by the parent's name (UTF-8, may be empty)
+SNAP_ENTRY_SIZE = 104                # followed by the parent's name (UTF-8, may be empty)
 assert SnapEntry.sizeof() == SNAP_ENTRY_SIZE
 
 UsageEntry = Struct(
