@@ -128,3 +128,12 @@ def hash_of_block(raw) -> bytes:
     """Recompute a stored node's content address from its block (for verification)."""
     tree, level, _gen, keys, vals = decode_node(raw)
     return encode_node(tree, level, 0, keys, vals, len(raw))[1]
+
+
+def child_hashes(tree, level, keys, vals):
+    """Hashes a node points at: children (internal) or data blocks (FS tree leaves)."""
+    if level > 0:
+        return [h for _p, h in vals]
+    if tree != C.TREE_FS:
+        return []
+    return [v[8:40] for k, v in zip(keys, vals) if value_has_pointer(tree, k)]

@@ -1,0 +1,219 @@
+"""The engine: opens a device at its newest valid checkpoint, holds the system trees, and
+commits atomically (everything new, flush, then the next checkpoint slot, flush)."""
+import time
+
+from .checkpoint import load_checkpoint, write_checkpoint
+from .errors import CorruptError, DeviceError, UsageError
+from .format import constants as C
+from .format.items import pack_snap, pack_usage, unpack_snap, unpack_usage, usage_key
+from .format.pointer import NULL_POINTER
+from .format.superblock import SUPERBLOCK_SIZE, decode_superblock
+from .segments import SegmentLog
+from .store import BlockStore, ContentIndex
+from .tree import Node, Tree
+
+
+class Engine:
+    def __init__(self, dev, sb, cp, *, cache_nodes=8192):
+        self.dev = dev
+        self.sb = sb
+        self.block_size = sb["block_size"]
+        self.readonly = dev.readonly
+        self.cp = cp
+        self.seq = cp["seq"]
+        self.log = SegmentLog(dev, sb, cp["log_segment"], cp["log_offset"], cp["next_unit_seq"])
+        self.log.commit_seq = self.seq + 1
+        self.store = BlockStore(dev, self.log, self.block_size, cache_nodes)
+        roots = cp["roots"]
+        ptr = lambda p: (p["paddr"], p["hash"])  # noqa: E731
+        self.ca_tree = Tree(self.store, C.TREE_CA, ptr(roots["ca_root"]))
+        self.store.ca = self.ca = ContentIndex(self.ca_tree)
+        self.snaps = Tree(self.store, C.TREE_SNAP, ptr(roots["snap_root"]))
+        self.usage = Tree(self.store, C.TREE_USAGE, ptr(roots["usage_root"]))
+        self.remap = Tree(self.store, C.TREE_REMAP, ptr(roots["remap_root"]))
+        self.open_trees = {}     # name -> Tree of writable trees in use
+        self.pending_drops = []  # root hashes released by deleted snapshots
+        self._load_usage()
+
+    # ---- opening ----------------------------------------------------------------------
+    @classmethod
+    def open(cls, dev, *, slot=None, cache_nodes=8192):
+        """Open at the newest checkpoint that loads (or the given slot index)."""
+        sb = read_superblock(dev)
+        dev.block_size = sb["block_size"]
+        if dev.blocks < sb["device_blocks"]:
+            raise DeviceError(f"{dev.path}: device is smaller than its file system "
+                              f"({dev.blocks} < {sb['device_blocks']} blocks)")
+        errors = []
+        for cp in load_checkpoint(dev, sb, slot):
+            try:
+                return cls(dev, sb, cp, cache_nodes=cache_nodes)
+            except CorruptError as exc:
+                errors.append(f"checkpoint {cp['seq']}: {exc}")
+        raise CorruptError("no usable checkpoint: " + ("; ".join(errors) or "both slots invalid"))
+
+    def _load_usage(self):
+        log = self.log
+        for key, val in self.usage.scan():
+            segno = int.from_bytes(key, "big")
+            if segno >= log.nsegs:
+                raise CorruptError(f"usage table: segment {segno} out of range")
+            state, live, alloc, freed = unpack_usage(val)
+            log.state[segno], log.live[segno] = state, live
+            log.alloc_seq[segno], log.freed_seq[segno] = alloc, freed
+        log.dirty.clear()
+        self._recount_pinned()
+
+    def _recount_pinned(self):
+        log = self.log
+        old = log.pinned.copy()
+        log.pinned[:] = 0
+        for ptr, *_ in self.usage.walk_nodes():
+            log.pinned[log.seg_of(ptr[0])] += 1
+        for s in (old != log.pinned).nonzero()[0]:
+            log.dirty.add(int(s))
+
+    # ---- snapshots and trees -------------------------------------------------------------
+    def snapshots(self):
+        """[(name, entry)] in name order."""
+        return [(bytes(k), unpack_snap(v)) for k, v in self.snaps.scan()]
+
+    def snapshot(self, name):
+        raw = self.snaps.get(name)
+        return unpack_snap(raw) if raw is not None else None
+
+    def tree(self, name):
+        """The FS tree of a snapshot; writable trees are tracked so commit flushes them."""
+        if name in self.open_trees:
+            return self.open_trees[name]
+        e = self.snapshot(name)
+        if e is None:
+            raise UsageError(f"no image or tree named {name.decode(errors='replace')!r}")
+        t = Tree(self.store, C.TREE_FS, e["root"])
+        if e["kind"] == C.SNAP_WRITABLE:
+            self.open_trees[name] = t
+        return t
+
+    def create_tree(self, name, root=None, kind=C.SNAP_WRITABLE, parent_name=b"", parent_root=None):
+        """A new snapshot entry holding `root` (an FS tree pointer, or empty)."""
+        check_snap_name(name)
+        if self.snaps.get(name) is not None:
+            raise UsageError(f"an image or tree named {name.decode(errors='replace')!r} exists")
+        root = root or NULL_POINTER
+        if root[0]:
+            self.ca.incref(root[1])
+        self.snaps.put(name, pack_snap(kind, time.time_ns(), root, parent_root or bytes(32), 0, 0, parent_name))
+
+    def clone(self, src, dst, kind=C.SNAP_WRITABLE):
+        """dst shares every block of src (src must be committed: it is read from the table)."""
+        e = self.snapshot(src)
+        if e is None:
+            raise UsageError(f"no image or tree named {src.decode(errors='replace')!r}")
+        if src in self.open_trees and self.open_trees[src].is_dirty():
+            raise UsageError("commit the tree before cloning it")
+        self.create_tree(dst, e["root"], kind, parent_name=src, parent_root=e["root"][1])
+
+    def delete(self, name):
+        e = self.snapshot(name)
+        if e is None:
+            raise UsageError(f"no image or tree named {name.decode(errors='replace')!r}")
+        if e["root"][0]:
+            self.pending_drops.append(e["root"][1])
+        self.snaps.delete(name)
+        self.open_trees.pop(name, None)
+
+    # ---- commit ------------------------------------------------------------------------------
+    def commit(self, snapshot=None):
+        """Make everything durable in one checkpoint.  snapshot=(tree, image) also records
+        the committed state of writable tree `tree` as immutable image `image`."""
+        if self.readonly:
+            raise UsageError("device is open read-only")
+        seq = self.seq + 1
+        self.log.commit_seq = seq
+        drops = self.pending_drops
+        self.pending_drops = []
+        for name, tree in self.open_trees.items():
+            old = self.snapshot(name)["root"]
+            ptr, counted = tree.flush(seq)
+            ptr = ptr or NULL_POINTER
+            if ptr[1] == old[1] and ptr[0] == old[0]:
+                if counted:  # an equal tree was stored again: drop the extra reference
+                    drops.append(ptr[1])
+                continue
+            if ptr[0] and not counted:
+                self.ca.incref(ptr[1])
+            if old[0]:
+                drops.append(old[1])
+            self._set_root(name, ptr)
+        if snapshot is not None:
+            src, dst = snapshot
+            self.clone(src, dst, C.SNAP_IMAGE)
+        for h in drops:
+            self.ca.decref(h)
+        self.store.collect()
+        self._write_system_trees(seq)
+        self.log.flush_unit()
+        self.dev.flush()
+        self.cp = write_checkpoint(self, seq)
+        self.dev.flush()
+        self.seq = seq
+        self.log.commit_seq = seq + 1
+
+    def _set_root(self, name, ptr):
+        e = self.snapshot(name)
+        self.snaps.put(name, pack_snap(e["kind"], e["created_ns"], ptr, e["parent_root"],
+                                       e["logical_bytes"], e["inodes"], e["parent_name"]))
+
+    def _write_system_trees(self, seq):
+        log = self.log
+        self.ca.apply()
+        for tree in (self.ca_tree, self.snaps, self.remap):
+            tree.flush(seq)
+        for tree in (self.ca_tree, self.snaps, self.remap, self.usage):
+            for paddr, _h in tree.replaced:
+                if tree is not self.usage:
+                    log.add_live(paddr, -1)
+            tree.replaced.clear()
+        log.settle()
+        # The usage table describes every segment but itself: it is written last, and all
+        # in the head segment, so writing it changes no state it records.
+        while True:
+            for s in sorted(log.dirty):
+                self.usage.put(usage_key(s), pack_usage(int(log.state[s]), int(log.live[s]),
+                                                        int(log.alloc_seq[s]), int(log.freed_seq[s])))
+            log.dirty.clear()
+            if log.fits_in_head(count_dirty(self.usage.root)):
+                break
+            log.next_segment()
+        self.usage.flush(seq)
+        self.usage.replaced.clear()
+        self._recount_pinned()
+
+    def close(self):
+        self.dev.close()
+
+
+def count_dirty(root):
+    if not isinstance(root, Node):
+        return 0
+    return 1 + sum(count_dirty(c) for c in root.vals) if root.level > 0 else 1
+
+
+def check_snap_name(name):
+    if not name or len(name) > C.SNAP_NAME_MAX or b"\0" in name or b"/" in name[:1]:
+        raise UsageError(f"bad image name {name!r}")
+
+
+def read_superblock(dev):
+    """The primary superblock, or the mirror in the device's last block when it is damaged
+    (the mirror's block size is unknown, so each allowed size is tried)."""
+    try:
+        return decode_superblock(dev.read_at(0, SUPERBLOCK_SIZE))
+    except CorruptError as primary:
+        bs = C.MIN_BLOCK_SIZE
+        while bs <= C.MAX_BLOCK_SIZE and dev.size >= 2 * bs:
+            try:
+                return decode_superblock(dev.read_at((dev.size // bs - 1) * bs, SUPERBLOCK_SIZE))
+            except CorruptError:
+                bs *= 2
+        raise primary

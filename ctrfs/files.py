@@ -1,0 +1,135 @@
+"""File contents: inline data for small files, otherwise a map of block index -> pointer
+in the FS tree.  Writes go to a dirty cache of whole blocks and reach the store when the
+cache passes its limit or at commit.  All-zero blocks become holes: nothing is stored."""
+from .format import constants as C
+from .format.items import block_key
+from .format.pointer import pack_pointer, unpack_pointer
+
+
+class FileData:
+    def __init__(self, tree, store, block_size, dirty_limit=64 << 20):
+        self.tree = tree
+        self.store = store
+        self.bs = block_size
+        self.zero = bytes(block_size)
+        self.dirty = {}            # ino -> {block index: bytearray}
+        self.dirty_bytes = 0
+        self.dirty_limit = dirty_limit
+
+    # ---- reading -------------------------------------------------------------------
+    def _stored(self, ino, first, last):
+        """{index: (paddr, hash)} of stored blocks first..last inclusive."""
+        return {int.from_bytes(k[9:17], "big"): unpack_pointer(v)
+                for k, v in self.tree.scan(block_key(ino, first), block_key(ino, last + 1))}
+
+    def read(self, ind, offset, size):
+        if ind.is_inline:
+            return ind.inline[offset:offset + size]
+        end = min(ind.size, offset + size)
+        if offset >= end:
+            return b""
+        bs = self.bs
+        first, last = offset // bs, (end - 1) // bs
+        stored = self._stored(ind.ino, first, last)
+        dirty = self.dirty.get(ind.ino, {})
+        out = bytearray()
+        for idx in range(first, last + 1):
+            buf = dirty.get(idx)
+            if buf is None:
+                ptr = stored.get(idx)
+                buf = self.store.read_data(*ptr) if ptr else self.zero
+            out += buf
+        start = offset - first * bs
+        return bytes(out[start:start + end - offset])
+
+    def _block(self, ino, idx):
+        """A writable copy of one block (copy-up of that block only)."""
+        d = self.dirty.setdefault(ino, {})
+        buf = d.get(idx)
+        if buf is None:
+            raw = self.tree.get(block_key(ino, idx))
+            buf = bytearray(self.store.read_data(*unpack_pointer(raw)) if raw else self.zero)
+            d[idx] = buf
+            self.dirty_bytes += self.bs
+        return buf
+
+    # ---- writing -----------------------------------------------------------------------
+    def write(self, ind, offset, data):
+        """Write data at offset; updates ind.size / inline (caller stores the inode)."""
+        end = offset + len(data)
+        if ind.is_inline or (ind.size == 0 and not self._has_blocks(ind)):
+            if end <= C.INLINE_MAX:
+                cur = ind.inline.ljust(max(end, ind.size), b"\0")
+                ind.inline = cur[:offset] + bytes(data) + cur[end:]
+                ind.flags |= C.INODE_INLINE
+                ind.size = len(ind.inline)
+                return
+            self._uninline(ind)
+        bs = self.bs
+        mv = memoryview(data)
+        pos = offset
+        while pos < end:
+            idx, within = divmod(pos, bs)
+            n = min(bs - within, end - pos)
+            if n == bs:
+                d = self.dirty.setdefault(ind.ino, {})
+                if idx not in d:
+                    self.dirty_bytes += bs
+                d[idx] = bytearray(mv[pos - offset:pos - offset + n])
+            else:
+                self._block(ind.ino, idx)[within:within + n] = mv[pos - offset:pos - offset + n]
+            pos += n
+        ind.size = max(ind.size, end)
+
+    def _has_blocks(self, ind):
+        return bool(self.dirty.get(ind.ino)) or next(
+            iter(self.tree.scan(block_key(ind.ino, 0), block_key(ind.ino + 1, 0))), None) is not None
+
+    def _uninline(self, ind):
+        data = ind.inline
+        ind.inline = b""
+        ind.flags &= ~C.INODE_INLINE
+        if data:
+            buf = self._block(ind.ino, 0)
+            buf[:len(data)] = data
+
+    def truncate(self, ind, size):
+        if ind.is_inline:
+            if size <= C.INLINE_MAX:
+                ind.inline = ind.inline[:size].ljust(size, b"\0")
+                ind.size = size
+                return
+            self._uninline(ind)
+        bs = self.bs
+        if size < ind.size:
+            keep = -(-size // bs)                    # blocks that stay
+            for idx in [i for i in self.dirty.get(ind.ino, {}) if i >= keep]:
+                del self.dirty[ind.ino][idx]
+                self.dirty_bytes -= bs
+            for key in [k for k, _v in self.tree.scan(block_key(ind.ino, keep), block_key(ind.ino + 1, 0))]:
+                self.tree.delete(key)
+            if size % bs:                            # zero the tail of the last block
+                if self.tree.get(block_key(ind.ino, keep - 1)) is not None or keep - 1 in self.dirty.get(ind.ino, {}):
+                    self._block(ind.ino, keep - 1)[size % bs:] = bytes(bs - size % bs)
+        ind.size = size
+
+    def forget(self, ino):
+        """Drop the dirty blocks of a freed inode."""
+        self.dirty_bytes -= self.bs * len(self.dirty.pop(ino, {}))
+
+    def over_limit(self):
+        return self.dirty_bytes > self.dirty_limit
+
+    def flush(self):
+        """Store every dirty block (hash, dedup, append to the log) and map it."""
+        put_data, tree, zero = self.store.put_data, self.tree, self.zero
+        for ino, blocks in self.dirty.items():
+            for idx in sorted(blocks):
+                buf = blocks[idx]
+                key = block_key(ino, idx)
+                if buf == zero:
+                    tree.delete(key)
+                else:
+                    tree.put(key, pack_pointer(*put_data(buf)))
+        self.dirty.clear()
+        self.dirty_bytes = 0

@@ -1,0 +1,400 @@
+"""The POSIX file system over one FS tree (no FUSE here): namespace, attributes, xattrs,
+data.  Every failure is an FsError carrying the errno a local file system would give."""
+import errno
+import stat
+import time
+
+from .errors import FsError
+from .files import FileData
+from .format import constants as C
+from .format.items import dirent_key, fs_key, name_hash, pack_dirent, unpack_dirent
+from .inodes import Inode, InodeTable, orphan_key
+from .format.node import max_item
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+XATTR_CREATE = 1
+XATTR_REPLACE = 2
+XATTR_PREFIXES = (b"user.", b"trusted.", b"security.")
+XATTR_SYSTEM = (b"system.posix_acl_access", b"system.posix_acl_default")
+DOTDOT = b".."
+
+
+def init_tree(tree):
+    """Give an empty FS tree its root directory."""
+    now = time.time_ns()
+    InodeTable(tree).put(Inode(C.ROOT_INO, stat.S_IFDIR | 0o755, nlink=2, atime_ns=now, mtime_ns=now, ctime_ns=now))
+    tree.put(dirent_key(C.ROOT_INO, DOTDOT), pack_dirent(C.ROOT_INO, stat.S_IFDIR >> 12))
+
+
+def check_name(name):
+    if len(name) > C.NAME_MAX:
+        raise FsError(errno.ENAMETOOLONG)
+    if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+        raise FsError(errno.EINVAL)
+
+
+class FileSystem:
+    def __init__(self, engine, name, *, writable=True, dirty_limit=64 << 20):
+        self.engine = engine
+        self.name = name
+        self.tree = engine.tree(name)
+        self.writable = writable and not engine.readonly
+        self.inodes = InodeTable(self.tree)
+        self.data = FileData(self.tree, engine.store, engine.block_size, dirty_limit)
+        self.open_count = {}          # ino -> open handles (an unlinked open file lives on)
+        if self.writable:
+            for ino in self.inodes.orphans():
+                self.inodes.free(ino)
+
+    # ---- helpers -------------------------------------------------------------------
+    def _w(self):
+        if not self.writable:
+            raise FsError(errno.EROFS)
+
+    def _dir(self, ino):
+        ind = self.inodes.get(ino)
+        if not ind.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return ind
+
+    def _entry(self, parent, name):
+        raw = self.tree.get(dirent_key(parent, name))
+        return unpack_dirent(raw) if raw is not None else None
+
+    def _add_entry(self, parent, name, ino, mode):
+        self.tree.put(dirent_key(parent, name), pack_dirent(ino, stat.S_IFMT(mode) >> 12))
+
+    def _maybe_flush(self):
+        if self.data.over_limit():
+            self.data.flush()
+
+    # ---- lookups and attributes ---------------------------------------------------------
+    def lookup(self, parent, name):
+        if len(name) > C.NAME_MAX:
+            raise FsError(errno.ENAMETOOLONG)
+        self._dir(parent)
+        if name == b".":
+            return parent
+        e = self._entry(parent, name)
+        if e is None:
+            raise FsError(errno.ENOENT)
+        return e[0]
+
+    def getattr(self, ino):
+        return self.inodes.get(ino)
+
+    def setattr(self, ino, *, mode=None, uid=None, gid=None, size=None, atime_ns=None, mtime_ns=None, ctime_ns=None):
+        self._w()
+        ind = self.inodes.get(ino)
+        if size is not None:
+            if ind.is_dir:
+                raise FsError(errno.EISDIR)
+            if not ind.is_reg:
+                raise FsError(errno.EINVAL)
+            self.data.truncate(ind, size)
+            ind.touch(m=True)
+        if mode is not None:
+            ind.mode = stat.S_IFMT(ind.mode) | stat.S_IMODE(mode)
+        if uid is not None:
+            ind.uid = uid
+        if gid is not None:
+            ind.gid = gid
+        if atime_ns is not None:
+            ind.atime_ns = atime_ns
+        if mtime_ns is not None:
+            ind.mtime_ns = mtime_ns
+        ind.ctime_ns = ctime_ns if ctime_ns is not None else time.time_ns()
+        self.inodes.put(ind)
+        return ind
+
+    # ---- creating ----------------------------------------------------------------------------
+    def _create(self, parent, name, mode, uid, gid, rdev=0):
+        self._w()
+        check_name(name)
+        pdir = self._dir(parent)
+        if self._entry(parent, name) is not None:
+            raise FsError(errno.EEXIST)
+        now = time.time_ns()
+        ind = Inode(self.inodes.allocate(), mode, uid, gid, 1, rdev, 0, now, now, now)
+        if stat.S_ISDIR(mode):
+            ind.nlink = 2
+            pdir.nlink += 1
+            self.tree.put(dirent_key(ind.ino, DOTDOT), pack_dirent(parent, stat.S_IFDIR >> 12))
+        elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            ind.flags = C.INODE_INLINE
+        self._add_entry(parent, name, ind.ino, mode)
+        pdir.touch(m=True, now=now)
+        self.inodes.put(pdir)
+        return ind
+
+    def mknod(self, parent, name, mode, uid=0, gid=0, rdev=0):
+        if stat.S_IFMT(mode) == 0:
+            mode |= stat.S_IFREG
+        if stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+            raise FsError(errno.EINVAL)
+        ind = self._create(parent, name, mode, uid, gid, rdev)
+        self.inodes.put(ind)
+        return ind
+
+    def mkdir(self, parent, name, mode, uid=0, gid=0):
+        ind = self._create(parent, name, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid)
+        self.inodes.put(ind)
+        return ind
+
+    def symlink(self, parent, name, target, uid=0, gid=0):
+        if not target or len(target) >= 4096:
+            raise FsError(errno.ENAMETOOLONG if target else errno.ENOENT)
+        ind = self._create(parent, name, stat.S_IFLNK | 0o777, uid, gid)
+        self.data.write(ind, 0, target)
+        self.inodes.put(ind)
+        return ind
+
+    def readlink(self, ino):
+        ind = self.inodes.get(ino)
+        if not stat.S_ISLNK(ind.mode):
+            raise FsError(errno.EINVAL)
+        return self.data.read(ind, 0, ind.size)
+
+    def link(self, ino, parent, name):
+        self._w()
+        check_name(name)
+        ind = self.inodes.get(ino)
+        if ind.is_dir:
+            raise FsError(errno.EPERM)
+        pdir = self._dir(parent)
+        if self._entry(parent, name) is not None:
+            raise FsError(errno.EEXIST)
+        ind.nlink += 1
+        ind.touch()
+        self.inodes.put(ind)
+        self.tree.delete(orphan_key(ino))
+        self._add_entry(parent, name, ino, ind.mode)
+        pdir.touch(m=True)
+        self.inodes.put(pdir)
+        return ind
+
+    # ---- removing ---------------------------------------------------------------------------------
+    def _drop_link(self, ind):
+        ind.nlink -= 1 if not ind.is_dir else ind.nlink
+        ind.touch()
+        if ind.nlink > 0:
+            self.inodes.put(ind)
+        elif self.open_count.get(ind.ino):
+            self.inodes.put(ind)
+            self.tree.put(orphan_key(ind.ino), b"")
+        else:
+            self._free(ind.ino)
+
+    def _free(self, ino):
+        self.data.forget(ino)
+        self.inodes.free(ino)
+
+    def _is_empty_dir(self, ino):
+        lo, hi = fs_key(ino, C.ITEM_DIRENT), fs_key(ino, C.ITEM_DIRENT + 1)
+        return all(k[17:] == DOTDOT for k, _v in self.tree.scan(lo, hi))
+
+    def unlink(self, parent, name):
+        self._w()
+        ino = self.lookup(parent, name)
+        ind = self.inodes.get(ino)
+        if ind.is_dir:
+            raise FsError(errno.EISDIR)
+        self.tree.delete(dirent_key(parent, name))
+        self._touch_dir(parent)
+        self._drop_link(ind)
+
+    def rmdir(self, parent, name):
+        self._w()
+        if name == b".":
+            raise FsError(errno.EINVAL)
+        ino = self.lookup(parent, name)
+        ind = self.inodes.get(ino)
+        if not ind.is_dir:
+            raise FsError(errno.ENOTDIR)
+        if not self._is_empty_dir(ino):
+            raise FsError(errno.ENOTEMPTY)
+        self.tree.delete(dirent_key(parent, name))
+        self._touch_dir(parent, nlink=-1)
+        self._drop_link(ind)
+
+    def _touch_dir(self, ino, nlink=0):
+        d = self.inodes.get(ino)
+        d.nlink += nlink
+        d.touch(m=True)
+        self.inodes.put(d)
+
+    # ---- rename ---------------------------------------------------------------------------------
+    def _is_ancestor(self, anc, ino):
+        """Whether directory anc is ino or one of its ancestors."""
+        seen = 0
+        while True:
+            if ino == anc:
+                return True
+            if ino == C.ROOT_INO or seen > 100000:
+                return False
+            e = self._entry(ino, DOTDOT)
+            if e is None:
+                return False
+            ino, seen = e[0], seen + 1
+
+    def rename(self, p1, n1, p2, n2, flags=0):
+        self._w()
+        check_name(n2)
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL)
+        src = self.inodes.get(self.lookup(p1, n1))
+        self._dir(p2)
+        dst_e = self._entry(p2, n2)
+        if src.is_dir and self._is_ancestor(src.ino, p2):
+            raise FsError(errno.EINVAL)
+        if flags & RENAME_EXCHANGE:
+            if dst_e is None:
+                raise FsError(errno.ENOENT)
+            return self._exchange(p1, n1, src, p2, n2, self.inodes.get(dst_e[0]))
+        if dst_e is not None:
+            if flags & RENAME_NOREPLACE:
+                raise FsError(errno.EEXIST)
+            if dst_e[0] == src.ino:
+                return
+            dst = self.inodes.get(dst_e[0])
+            if dst.is_dir:
+                if not src.is_dir:
+                    raise FsError(errno.EISDIR)
+                if not self._is_empty_dir(dst.ino):
+                    raise FsError(errno.ENOTEMPTY)
+                self._touch_dir(p2, nlink=-1)
+            elif src.is_dir:
+                raise FsError(errno.ENOTDIR)
+            self._drop_link(dst)
+        self.tree.delete(dirent_key(p1, n1))
+        self._add_entry(p2, n2, src.ino, src.mode)
+        if src.is_dir and p1 != p2:
+            self.tree.put(dirent_key(src.ino, DOTDOT), pack_dirent(p2, stat.S_IFDIR >> 12))
+            self._touch_dir(p1, nlink=-1)
+            self._touch_dir(p2, nlink=+1)
+        else:
+            self._touch_dir(p1)
+            if p2 != p1:
+                self._touch_dir(p2)
+        src = self.inodes.get(src.ino)
+        src.touch()
+        self.inodes.put(src)
+
+    def _exchange(self, p1, n1, a, p2, n2, b):
+        if b.is_dir and self._is_ancestor(b.ino, p1):
+            raise FsError(errno.EINVAL)
+        self._add_entry(p1, n1, b.ino, b.mode)
+        self._add_entry(p2, n2, a.ino, a.mode)
+        if p1 != p2:
+            for ind, new_parent, old_parent in ((a, p2, p1), (b, p1, p2)):
+                if ind.is_dir:
+                    self.tree.put(dirent_key(ind.ino, DOTDOT), pack_dirent(new_parent, stat.S_IFDIR >> 12))
+                    self._touch_dir(old_parent, nlink=-1)
+                    self._touch_dir(new_parent, nlink=+1)
+        for p in {p1, p2}:
+            self._touch_dir(p)
+
+    # ---- directories -----------------------------------------------------------------------------
+    def readdir(self, ino, cookie=0):
+        """(name, ino, next cookie) from cookie on; cookies are name hashes, stable across changes."""
+        self._dir(ino)
+        lo = fs_key(ino, C.ITEM_DIRENT, cookie.to_bytes(8, "big"))
+        for key, val in self.tree.scan(lo, fs_key(ino, C.ITEM_DIRENT + 1)):
+            name = key[17:]
+            if name == DOTDOT:
+                continue
+            yield name, unpack_dirent(val)[0], int.from_bytes(key[9:17], "big") + 1
+
+    def parent_of(self, ino):
+        e = self._entry(ino, DOTDOT)
+        return e[0] if e else C.ROOT_INO
+
+    # ---- data -------------------------------------------------------------------------------------------
+    def open(self, ino):
+        self.open_count[ino] = self.open_count.get(ino, 0) + 1
+
+    def release(self, ino):
+        n = self.open_count.get(ino, 0) - 1
+        if n > 0:
+            self.open_count[ino] = n
+            return
+        self.open_count.pop(ino, None)
+        if self.writable and self.inodes.exists(ino) and self.inodes.get(ino).nlink == 0:
+            self._free(ino)
+
+    def read(self, ino, offset, size):
+        ind = self.inodes.get(ino)
+        if ind.is_dir:
+            raise FsError(errno.EISDIR)
+        return self.data.read(ind, offset, size)
+
+    def write(self, ino, offset, data):
+        self._w()
+        ind = self.inodes.get(ino)
+        if ind.is_dir:
+            raise FsError(errno.EISDIR)
+        self.data.write(ind, offset, data)
+        ind.touch(m=True)
+        self.inodes.put(ind)
+        self._maybe_flush()
+        return len(data)
+
+    # ---- xattrs ---------------------------------------------------------------------------------------------
+    def _xattr_key(self, ino, name):
+        if not name or len(name) > C.XATTR_NAME_MAX:
+            raise FsError(errno.ERANGE)
+        if not (name.startswith(XATTR_PREFIXES) or name in XATTR_SYSTEM):
+            raise FsError(errno.EOPNOTSUPP)
+        self.inodes.get(ino)
+        return fs_key(ino, C.ITEM_XATTR, name)
+
+    def getxattr(self, ino, name):
+        val = self.tree.get(self._xattr_key(ino, name))
+        if val is None:
+            raise FsError(errno.ENODATA)
+        return bytes(val)
+
+    def setxattr(self, ino, name, value, flags=0):
+        self._w()
+        key = self._xattr_key(ino, name)
+        if len(value) > 65536:
+            raise FsError(errno.E2BIG)
+        if len(key) + len(value) + 4 > max_item(self.engine.block_size):
+            raise FsError(errno.ENOSPC)
+        exists = self.tree.get(key) is not None
+        if flags & XATTR_CREATE and exists:
+            raise FsError(errno.EEXIST)
+        if flags & XATTR_REPLACE and not exists:
+            raise FsError(errno.ENODATA)
+        self.tree.put(key, bytes(value))
+        ind = self.inodes.get(ino)
+        ind.touch()
+        self.inodes.put(ind)
+
+    def listxattr(self, ino):
+        self.inodes.get(ino)
+        return [k[9:] for k, _v in self.tree.scan(fs_key(ino, C.ITEM_XATTR), fs_key(ino, C.ITEM_XATTR + 1))]
+
+    def removexattr(self, ino, name):
+        self._w()
+        if not self.tree.delete(self._xattr_key(ino, name)):
+            raise FsError(errno.ENODATA)
+        ind = self.inodes.get(ino)
+        ind.touch()
+        self.inodes.put(ind)
+
+    # ---- commit -----------------------------------------------------------------------------------------------
+    def flush(self):
+        self.data.flush()
+
+    def commit(self, image=None):
+        """Flush and checkpoint; image=NAME also keeps this state as an immutable image."""
+        self.data.flush()
+        self.engine.commit(snapshot=(self.name, image) if image else None)
+
+    def statfs(self):
+        log = self.engine.log
+        total = log.nsegs * log.seg_blocks
+        free = int(len(log.reusable())) * log.seg_blocks
+        return dict(block_size=self.engine.block_size, blocks=total, free=free)

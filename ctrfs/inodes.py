@@ -1,0 +1,91 @@
+"""Inode items of one FS tree: read, write, allocate, free."""
+import stat
+import time
+from dataclasses import dataclass, field
+
+from .errors import FsError
+from .format import constants as C
+from .format.items import fs_key, pack_inode, unpack_inode
+import errno
+
+SUPER_KEY = fs_key(0, C.ITEM_SUPER)
+
+
+def orphan_key(ino):
+    """Inodes unlinked while open: freed at the next mount if the daemon died first."""
+    return fs_key(0, C.ITEM_SUPER, ino.to_bytes(8, "big"))
+
+
+@dataclass
+class Inode:
+    ino: int
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    nlink: int = 1
+    rdev: int = 0
+    size: int = 0
+    atime_ns: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    flags: int = 0
+    generation: int = 0
+    inline: bytes = field(default=b"", repr=False)
+
+    @property
+    def is_dir(self):
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_reg(self):
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_inline(self):
+        return bool(self.flags & C.INODE_INLINE)
+
+    def touch(self, *, m=False, c=True, a=False, now=None):
+        now = now or time.time_ns()
+        if m:
+            self.mtime_ns = now
+        if c:
+            self.ctime_ns = now
+        if a:
+            self.atime_ns = now
+
+
+class InodeTable:
+    def __init__(self, tree):
+        self.tree = tree
+
+    def get(self, ino):
+        raw = self.tree.get(fs_key(ino, C.ITEM_INODE))
+        if raw is None:
+            raise FsError(errno.ENOENT)
+        fields, inline = unpack_inode(raw)
+        return Inode(ino, *fields, inline=inline)
+
+    def exists(self, ino):
+        return self.tree.get(fs_key(ino, C.ITEM_INODE)) is not None
+
+    def put(self, ind):
+        self.tree.put(fs_key(ind.ino, C.ITEM_INODE), pack_inode(
+            ind.mode, ind.uid, ind.gid, ind.nlink, ind.rdev, ind.size, ind.atime_ns, ind.mtime_ns,
+            ind.ctime_ns, ind.flags, ind.generation, ind.inline))
+
+    def allocate(self):
+        raw = self.tree.get(SUPER_KEY)
+        nxt = int.from_bytes(raw[:8], "little") if raw else C.FIRST_INO
+        self.tree.put(SUPER_KEY, (nxt + 1).to_bytes(8, "little") + bytes(8))
+        return nxt
+
+    def free(self, ino):
+        """Delete every item of the inode (record, xattrs, dirents, block map)."""
+        lo, hi = fs_key(ino, 0), fs_key(ino + 1, 0)
+        for key in [k for k, _v in self.tree.scan(lo, hi)]:
+            self.tree.delete(key)
+        self.tree.delete(orphan_key(ino))
+
+    def orphans(self):
+        lo = orphan_key(0)
+        return [int.from_bytes(k[9:17], "big") for k, _v in self.tree.scan(lo, fs_key(1, 0)) if len(k) == 17]

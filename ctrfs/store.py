@@ -1,0 +1,182 @@
+"""Blocks by content: the node cache, data blocks and the content-address index."""
+from collections import OrderedDict
+
+from .errors import CorruptError
+from .format import constants as C
+from .format.checksum import data_hash
+from .format.items import pack_ca, unpack_ca
+from .format.node import child_hashes, decode_node, encode_node
+
+
+class ContentIndex:
+    """blake3 -> [paddr, refcount, kind], as the CA tree plus the changes since the last
+    commit.  A reference is a pointer in a stored node, or a snapshot holding a root."""
+
+    def __init__(self, tree):
+        self.tree = tree
+        self.delta = {}          # hash -> [paddr, ref, kind], or None once freed
+        self.zero = set()        # hashes whose count reached 0 (freed by collect)
+
+    def get(self, h):
+        if h in self.delta:
+            return self.delta[h]
+        raw = self.tree.get(h)
+        return list(unpack_ca(raw)) if raw is not None else None
+
+    def _entry(self, h):
+        e = self.delta.get(h)
+        if e is None:
+            e = self.get(h)
+            if e is None:
+                raise CorruptError(f"reference to unknown block {h.hex()[:16]}")
+            self.delta[h] = e = list(e)
+        return e
+
+    def new(self, h, paddr, kind, ref):
+        self.delta[h] = [paddr, ref, kind]
+        if ref == 0:
+            self.zero.add(h)
+
+    def incref(self, h, n=1):
+        self._entry(h)[1] += n
+
+    def decref(self, h):
+        e = self._entry(h)
+        if e[1] <= 0:
+            raise CorruptError(f"reference count underflow for block {h.hex()[:16]}")
+        e[1] -= 1
+        if e[1] == 0:
+            self.zero.add(h)
+
+    def relocate(self, h, paddr):
+        self._entry(h)[0] = paddr
+
+    def dirty(self):
+        return bool(self.delta)
+
+    def apply(self):
+        """Write the changes into the CA tree (sorted, so each leaf is copied once)."""
+        for h in sorted(self.delta):
+            e = self.delta[h]
+            if e is None:
+                self.tree.delete(h)
+            else:
+                self.tree.put(h, pack_ca(*e))
+        self.delta.clear()
+
+
+class BlockStore:
+    def __init__(self, dev, log, block_size, cache_nodes=8192):
+        self.dev = dev
+        self.log = log
+        self.block_size = block_size
+        self.cache = OrderedDict()       # hash -> (level, keys, vals), decoded stored nodes
+        self.cache_nodes = cache_nodes
+        self.ca = None                   # ContentIndex, set once the CA tree is open
+        self.stats = dict(data_written=0, data_deduped=0, nodes_written=0, nodes_deduped=0,
+                          sysnodes_written=0, hint_misses=0)
+
+    # ---- raw blocks ----------------------------------------------------------------
+    def read_raw(self, paddr):
+        pending = self.log.pending_block(paddr)
+        if pending is not None:
+            return pending
+        if not self.log.valid_paddr(paddr):
+            raise CorruptError(f"block pointer {paddr} outside the segment area")
+        return self.dev.read(paddr)
+
+    def _located(self, paddr, h, check):
+        """Read the block a pointer names: the paddr is a hint, the hash decides.  A miss
+        is looked up in the CA index (the cleaner moves blocks without touching parents)."""
+        raw = self.read_raw(paddr)
+        got = check(raw)
+        if got == h:
+            return raw, got
+        e = self.ca.get(h) if self.ca is not None else None
+        if e is not None and e[0] != paddr:
+            self.stats["hint_misses"] += 1
+            raw = self.read_raw(e[0])
+            got = check(raw)
+            if got == h:
+                return raw, got
+        raise CorruptError(f"block {paddr}: content does not match its address {h.hex()[:16]}")
+
+    # ---- nodes -------------------------------------------------------------------------
+    def load_node(self, kind, ptr):
+        paddr, h = ptr
+        hit = self.cache.get(h)
+        if hit is not None:
+            self.cache.move_to_end(h)
+            return hit
+        decoded = []
+
+        def check(raw):
+            try:
+                tree, level, gen, keys, vals = decode_node(raw, expect_tree=kind)
+            except CorruptError:
+                return None
+            decoded[:] = [(level, keys, vals)]
+            return encode_node(tree, level, gen, keys, vals, self.block_size)[1]
+
+        self._located(paddr, h, check)
+        return self._remember(h, decoded[0])
+
+    def _remember(self, h, node):
+        self.cache[h] = node
+        if len(self.cache) > self.cache_nodes:
+            self.cache.popitem(last=False)
+        return node
+
+    def put_node(self, kind, level, keys, vals, generation):
+        """Store a node for one new referrer; returns its pointer.  FS nodes are content
+        addressed: an equal node already stored just gains a reference."""
+        block, h = encode_node(kind, level, generation, keys, vals, self.block_size)
+        if kind == C.TREE_FS:
+            e = self.ca.get(h)
+            if e is not None:
+                self.ca.incref(h)
+                self.stats["nodes_deduped"] += 1
+                return e[0], h
+            paddr = self.log.append(C.BLOCK_NODE, kind, h, block, reserve_ok=True)
+            self.ca.new(h, paddr, C.BLOCK_NODE, 1)
+            for child in child_hashes(kind, level, keys, vals):
+                self.ca.incref(child)
+            self.stats["nodes_written"] += 1
+        else:
+            paddr = self.log.append(C.BLOCK_SYSNODE, kind, h, block, reserve_ok=True)
+            self.stats["sysnodes_written"] += 1
+        self._remember(h, (level, keys, vals))
+        return paddr, h
+
+    # ---- data ------------------------------------------------------------------------------
+    def put_data(self, block):
+        """Store one full data block (unreferenced until a stored leaf points at it)."""
+        h = data_hash(block)
+        e = self.ca.get(h)
+        if e is not None:
+            self.stats["data_deduped"] += 1
+            return e[0], h
+        paddr = self.log.append(C.BLOCK_DATA, 0, h, bytes(block))
+        self.ca.new(h, paddr, C.BLOCK_DATA, 0)
+        self.stats["data_written"] += 1
+        return paddr, h
+
+    def read_data(self, paddr, h):
+        return self._located(paddr, h, data_hash)[0]
+
+    # ---- freeing ----------------------------------------------------------------------------
+    def collect(self):
+        """Free every block whose count is 0, and what only it referenced."""
+        ca = self.ca
+        while ca.zero:
+            h = ca.zero.pop()
+            e = ca.delta.get(h)
+            if e is None or e[1] != 0:
+                continue
+            if e[2] == C.BLOCK_NODE:
+                level, keys, vals = self.load_node(C.TREE_FS, (e[0], h))
+                for child in child_hashes(C.TREE_FS, level, keys, vals):
+                    ca.decref(child)
+            self.log.add_live(e[0], -1)
+            ca.delta[h] = None
+            self.cache.pop(h, None)
