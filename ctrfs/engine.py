@@ -3,6 +3,7 @@ commits atomically (everything new, flush, then the next checkpoint slot, flush)
 import time
 
 from .checkpoint import load_checkpoint, write_checkpoint
+from .cleaner import clean
 from .errors import CorruptError, DeviceError, UsageError
 from .format import constants as C
 from .format.items import pack_snap, pack_usage, unpack_snap, unpack_usage, usage_key
@@ -33,6 +34,7 @@ class Engine:
         self.remap = Tree(self.store, C.TREE_REMAP, ptr(roots["remap_root"]))
         self.open_trees = {}     # name -> Tree of writable trees in use
         self.pending_drops = []  # root hashes released by deleted snapshots
+        self.clean_below = max(2 * C.RESERVED_SEGMENTS, self.log.nsegs // 8)
         self._load_usage()
 
     # ---- opening ----------------------------------------------------------------------
@@ -130,17 +132,16 @@ class Engine:
             raise UsageError("device is open read-only")
         seq = self.seq + 1
         self.log.commit_seq = seq
+        if self.log.free_count() < self.clean_below:
+            clean(self)
         drops = self.pending_drops
         self.pending_drops = []
         for name, tree in self.open_trees.items():
             old = self.snapshot(name)["root"]
-            ptr, counted = tree.flush(seq)
-            ptr = ptr or NULL_POINTER
-            if ptr[1] == old[1] and ptr[0] == old[0]:
-                if counted:  # an equal tree was stored again: drop the extra reference
-                    drops.append(ptr[1])
+            ptr = tree.flush(seq) or NULL_POINTER
+            if ptr[1] == old[1]:
                 continue
-            if ptr[0] and not counted:
+            if ptr[0]:
                 self.ca.incref(ptr[1])
             if old[0]:
                 drops.append(old[1])
@@ -158,6 +159,14 @@ class Engine:
         self.dev.flush()
         self.seq = seq
         self.log.commit_seq = seq + 1
+
+    def reclaim(self, rounds=3):
+        """Clean and commit until the writers have room again (a freed segment is
+        reusable two commits later); NoSpaceError from the writer if this cannot help."""
+        for _ in range(rounds):
+            if self.log.free_count() >= self.clean_below:
+                return
+            self.commit()
 
     def _set_root(self, name, ptr):
         e = self.snapshot(name)

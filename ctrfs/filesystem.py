@@ -67,6 +67,7 @@ class FileSystem:
 
     def _maybe_flush(self):
         if self.data.over_limit():
+            self.engine.reclaim()
             self.data.flush()
 
     # ---- lookups and attributes ---------------------------------------------------------
@@ -386,6 +387,7 @@ class FileSystem:
 
     # ---- commit -----------------------------------------------------------------------------------------------
     def flush(self):
+        self.engine.reclaim()
         self.data.flush()
 
     def commit(self, image=None):

@@ -128,17 +128,17 @@ class BlockStore:
         return node
 
     def put_node(self, kind, level, keys, vals, generation):
-        """Store a node for one new referrer; returns its pointer.  FS nodes are content
-        addressed: an equal node already stored just gains a reference."""
+        """Store a node; returns its pointer.  FS nodes are content addressed: an equal
+        node already stored is reused.  A node's count is raised by whoever points at it
+        (a new parent node, or a snapshot entry for a root), not here."""
         block, h = encode_node(kind, level, generation, keys, vals, self.block_size)
         if kind == C.TREE_FS:
             e = self.ca.get(h)
             if e is not None:
-                self.ca.incref(h)
                 self.stats["nodes_deduped"] += 1
                 return e[0], h
             paddr = self.log.append(C.BLOCK_NODE, kind, h, block, reserve_ok=True)
-            self.ca.new(h, paddr, C.BLOCK_NODE, 1)
+            self.ca.new(h, paddr, C.BLOCK_NODE, 0)
             for child in child_hashes(kind, level, keys, vals):
                 self.ca.incref(child)
             self.stats["nodes_written"] += 1

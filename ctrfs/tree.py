@@ -99,6 +99,14 @@ class Tree:
             node = child
         return node, path
 
+    def touch(self, key, level):
+        """Make the path from the root to the level-`level` node holding `key` dirty, so
+        the next flush rewrites it elsewhere (used by the cleaner)."""
+        node = self.root = self._dirty(self.root)
+        while node.level > level:
+            i = _route(node.keys, key)
+            node = node.vals[i] = self._dirty(node.vals[i])
+
     def put(self, key, value):
         if len(key) + len(value) + LEAF_ITEM_OVERHEAD > self.item_max:
             raise ValueError(f"item of {len(key) + len(value)} bytes exceeds {self.item_max}")
@@ -201,12 +209,10 @@ class Tree:
         return out
 
     def flush(self, generation):
-        """Store every dirty node; returns (root pointer or None, whether the root was newly
-        stored by this call, which counts as the holder's reference)."""
-        if not isinstance(self.root, Node):
-            return self.root, False
-        self.root = self._flush(self.root, generation)
-        return self.root, True
+        """Store every dirty node; returns the root pointer (None when empty)."""
+        if isinstance(self.root, Node):
+            self.root = self._flush(self.root, generation)
+        return self.root
 
     def _flush(self, node, generation):
         if node.level > 0:
