@@ -13,16 +13,22 @@ from .format.node import INTERNAL_ITEM_OVERHEAD, LEAF_ITEM_OVERHEAD, capacity, m
 
 class Node:
     """A dirty (not yet stored) node.  vals: bytes in leaves; in internal nodes each
-    child is a stored pointer (paddr, hash) or a dirty Node."""
-    __slots__ = ("level", "keys", "vals")
+    child is a stored pointer (paddr, hash) or a dirty Node.  nbytes: payload size."""
+    __slots__ = ("level", "keys", "vals", "nbytes")
 
     def __init__(self, level, keys, vals):
         self.level, self.keys, self.vals = level, keys, vals
+        self.nbytes = sum(map(len, keys)) + (
+            sum(map(len, vals)) + LEAF_ITEM_OVERHEAD * len(keys) if level == 0
+            else INTERNAL_ITEM_OVERHEAD * len(keys))
 
     def size(self):
+        return self.nbytes
+
+    def item_size(self, i):
         if self.level == 0:
-            return sum(map(len, self.keys)) + sum(map(len, self.vals)) + LEAF_ITEM_OVERHEAD * len(self.keys)
-        return sum(map(len, self.keys)) + INTERNAL_ITEM_OVERHEAD * len(self.keys)
+            return len(self.keys[i]) + len(self.vals[i]) + LEAF_ITEM_OVERHEAD
+        return len(self.keys[i]) + INTERNAL_ITEM_OVERHEAD
 
 
 def _route(keys, key):
@@ -116,11 +122,14 @@ class Tree:
         leaf, path = self._path(key)
         i = bisect_left(leaf.keys, key)
         if i < len(leaf.keys) and leaf.keys[i] == key:
+            leaf.nbytes += len(value) - len(leaf.vals[i])
             leaf.vals[i] = value
         else:
             leaf.keys.insert(i, key)
             leaf.vals.insert(i, value)
-        self._fix_overflow(leaf, path)
+            leaf.nbytes += len(key) + len(value) + LEAF_ITEM_OVERHEAD
+        if leaf.nbytes > self.cap:
+            self._fix_overflow(leaf, path, appending=i == len(leaf.keys) - 1)
 
     def delete(self, key):
         """Remove key; returns whether it was there."""
@@ -128,17 +137,16 @@ class Tree:
             return False
         leaf, path = self._path(key)
         i = bisect_left(leaf.keys, key)
+        leaf.nbytes -= leaf.item_size(i)
         del leaf.keys[i], leaf.vals[i]
         self._fix_underflow(leaf, path)
         return True
 
-    def _split(self, node):
-        """Cut an oversized node into pieces of about equal bytes that each fit."""
-        over = LEAF_ITEM_OVERHEAD if node.level == 0 else INTERNAL_ITEM_OVERHEAD
-        sizes = [len(k) + over for k in node.keys]
-        if node.level == 0:
-            sizes = [s + len(v) for s, v in zip(sizes, node.vals)]
-        target = sum(sizes) / -(-sum(sizes) // self.cap)
+    def _split(self, node, appending):
+        """Cut an oversized node into pieces that each fit: about equal halves, or, when
+        keys arrive in order (appending), a full left piece so sequential loads pack tight."""
+        sizes = [node.item_size(i) for i in range(len(node.keys))]
+        target = self.cap if appending else node.nbytes / -(-node.nbytes // self.cap)
         pieces, start, used = [], 0, 0
         for i, item in enumerate(sizes):
             if i > start and (used + item > self.cap or used >= target):
@@ -148,14 +156,16 @@ class Tree:
         pieces.append(Node(node.level, node.keys[start:], node.vals[start:]))
         return pieces
 
-    def _fix_overflow(self, node, path):
-        while node.size() > self.cap:
-            pieces = self._split(node)
-            node.keys, node.vals = pieces[0].keys, pieces[0].vals
+    def _fix_overflow(self, node, path, appending=False):
+        while node.nbytes > self.cap:
+            pieces = self._split(node, appending)
+            node.keys, node.vals, node.nbytes = pieces[0].keys, pieces[0].vals, pieces[0].nbytes
             if path:
                 parent, i = path.pop()
+                appending = appending and i == len(parent.keys) - 1
                 parent.keys[i + 1:i + 1] = [p.keys[0] for p in pieces[1:]]
                 parent.vals[i + 1:i + 1] = pieces[1:]
+                parent.nbytes += sum(len(p.keys[0]) + INTERNAL_ITEM_OVERHEAD for p in pieces[1:])
                 node = parent
             else:
                 self.root = Node(node.level + 1, [p.keys[0] for p in pieces], [node] + pieces[1:])
@@ -165,6 +175,7 @@ class Tree:
         while path:
             parent, i = path[-1]
             if not node.keys:
+                parent.nbytes -= parent.item_size(i)
                 del parent.keys[i], parent.vals[i]
             elif node.size() < self.cap // 4 and len(parent.vals) > 1:
                 j = i + 1 if i + 1 < len(parent.vals) else i - 1
@@ -173,9 +184,12 @@ class Tree:
                 if left.size() + right.size() > self.cap:
                     break
                 if right.level > 0:
+                    right.nbytes += len(parent.keys[r]) - len(right.keys[0])
                     right.keys[0] = parent.keys[r]   # becomes a routing key: make it exact
                 left.keys += right.keys
                 left.vals += right.vals
+                left.nbytes += right.nbytes
+                parent.nbytes -= parent.item_size(r)
                 del parent.keys[r], parent.vals[r]
             else:
                 break
