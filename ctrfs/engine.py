@@ -153,7 +153,7 @@ class Engine:
             self.ca.decref(h)
         self.store.collect()
         self._write_system_trees(seq)
-        self.log.flush_unit()
+        self.log.drain()
         self.dev.flush()
         self.cp = write_checkpoint(self, seq)
         self.dev.flush()
@@ -199,6 +199,7 @@ class Engine:
         self._recount_pinned()
 
     def close(self):
+        self.log.close()
         self.dev.close()
 
 

@@ -122,14 +122,11 @@ class FileData:
 
     def flush(self):
         """Store every dirty block (hash, dedup, append to the log) and map it."""
-        put_data, tree, zero = self.store.put_data, self.tree, self.zero
-        for ino, blocks in self.dirty.items():
-            for idx in sorted(blocks):
-                buf = blocks[idx]
-                key = block_key(ino, idx)
-                if buf == zero:
-                    tree.delete(key)
-                else:
-                    tree.put(key, pack_pointer(*put_data(buf)))
+        put_data, zero = self.store.put_data, self.zero
+        for ino in sorted(self.dirty):
+            blocks = self.dirty[ino]
+            self.tree.update_sorted(
+                (block_key(ino, idx), None if blocks[idx] == zero else pack_pointer(*put_data(blocks[idx])))
+                for idx in sorted(blocks))
         self.dirty.clear()
         self.dirty_bytes = 0

@@ -1,4 +1,7 @@
 """The segment log: appends blocks into log units and keeps live-block counts per segment."""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .errors import NoSpaceError
@@ -30,6 +33,8 @@ class SegmentLog:
         self.reserve = C.RESERVED_SEGMENTS
         self.units_written = 0
         self.blocks_written = 0
+        self._writer, self._writer_pid = None, None
+        self.inflight = []             # (first payload paddr, blocks, future) being written
         self._reset_unit()
 
     # ---- geometry -------------------------------------------------------------
@@ -46,6 +51,7 @@ class SegmentLog:
     def _reset_unit(self):
         self.unit_entries = []
         self.unit_blocks = []
+        self.unit_live = 0
         self.unit_base = self.seg_start(self.head_seg) + self.head_off + 1  # first payload paddr
         self.unit_room = min(self.unit_max, self.seg_blocks - self.head_off - 1)
 
@@ -61,27 +67,55 @@ class SegmentLog:
         self.unit_blocks.append(block)
         self.unit_room -= 1
         if owner != C.TREE_USAGE:   # usage-table nodes are counted in `pinned`, see spec
-            self.add_live(paddr, 1)
+            self.unit_live += 1     # added to `live` when the unit is handed off
         return paddr
 
     def pending_block(self, paddr):
         i = paddr - self.unit_base
         if 0 <= i < len(self.unit_blocks):
             return self.unit_blocks[i]
+        for base, blocks, _job in self.inflight:
+            if 0 <= paddr - base < len(blocks):
+                return blocks[paddr - base]
         return None
 
     def flush_unit(self):
+        """Hand the open unit to the writer thread (pwritev releases the GIL, so the
+        write overlaps hashing and tree work); at most two units are in flight."""
         if not self.unit_blocks:
             return
         summary = encode_summary(self.next_unit_seq, self.commit_seq, self.head_seg,
                                  self.unit_entries, self.bs)
-        self.dev.write(self.unit_base - 1, [summary, *self.unit_blocks])
+        blocks = self.unit_blocks
+        job = self.writer().submit(self.dev.write, self.unit_base - 1, [summary, *blocks])
+        self.inflight.append((self.unit_base, blocks, job))
+        while len(self.inflight) > 2:
+            self.inflight.pop(0)[2].result()
+        self.live[self.head_seg] += self.unit_live
         self.next_unit_seq += 1
         self.head_off += 1 + len(self.unit_blocks)
         self.units_written += 1
         self.blocks_written += 1 + len(self.unit_blocks)
         self._mark(self.head_seg)
         self._reset_unit()
+
+    def drain(self):
+        """Write the open unit and wait for every write in flight (before a barrier)."""
+        self.flush_unit()
+        while self.inflight:
+            self.inflight.pop(0)[2].result()
+
+    def writer(self):
+        """The writer thread, made lazily per process (a daemon forks after opening)."""
+        if self._writer_pid != os.getpid():
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ctrfs-log")
+            self._writer_pid = os.getpid()
+        return self._writer
+
+    def close(self):
+        self.drain()
+        if self._writer is not None and self._writer_pid == os.getpid():
+            self._writer.shutdown()
 
     def fits_in_head(self, n):
         """Whether n more appends stay inside the head segment (summaries included)."""

@@ -56,13 +56,9 @@ class ContentIndex:
 
     def apply(self):
         """Write the changes into the CA tree (sorted, so each leaf is copied once)."""
-        for h in sorted(self.delta):
-            e = self.delta[h]
-            if e is None:
-                self.tree.delete(h)
-            else:
-                self.tree.put(h, pack_ca(*e))
-        self.delta.clear()
+        delta = self.delta
+        self.tree.update_sorted((h, None if delta[h] is None else pack_ca(*delta[h])) for h in sorted(delta))
+        delta.clear()
 
 
 class BlockStore:

@@ -95,15 +95,20 @@ class Tree:
         self.replaced.append(ref)
         return Node(level, list(keys), list(vals))
 
-    def _path(self, key):
+    def _path(self, key, with_bound=False):
+        """Dirty the path to key's leaf; with_bound also gives the leaf's exclusive upper
+        key bound (None = unbounded)."""
         node = self.root = self._dirty(self.root)
         path = []
+        bound = None
         while node.level > 0:
             i = _route(node.keys, key)
+            if i + 1 < len(node.keys):
+                bound = node.keys[i + 1]
             child = node.vals[i] = self._dirty(node.vals[i])
             path.append((node, i))
             node = child
-        return node, path
+        return (node, path, bound) if with_bound else (node, path)
 
     def touch(self, key, level):
         """Make the path from the root to the level-`level` node holding `key` dirty, so
@@ -112,6 +117,32 @@ class Tree:
         while node.level > level:
             i = _route(node.keys, key)
             node = node.vals[i] = self._dirty(node.vals[i])
+
+    def update_sorted(self, items):
+        """Apply (key, value or None to delete) in key order, descending once per leaf
+        rather than once per item (the CA index takes thousands per commit)."""
+        leaf = None
+        for key, value in items:
+            if value is None:
+                self.delete(key)
+                leaf = None
+                continue
+            if leaf is None or (bound is not None and key >= bound) or self.root is None:
+                if self.root is None:
+                    self.put(key, value)
+                    continue
+                leaf, path, bound = self._path(key, with_bound=True)
+            i = bisect_left(leaf.keys, key)
+            if i < len(leaf.keys) and leaf.keys[i] == key:
+                leaf.nbytes += len(value) - len(leaf.vals[i])
+                leaf.vals[i] = value
+            else:
+                leaf.keys.insert(i, key)
+                leaf.vals.insert(i, value)
+                leaf.nbytes += len(key) + len(value) + LEAF_ITEM_OVERHEAD
+            if leaf.nbytes > self.cap:
+                self._fix_overflow(leaf, path, appending=i == len(leaf.keys) - 1)
+                leaf = None
 
     def put(self, key, value):
         if len(key) + len(value) + LEAF_ITEM_OVERHEAD > self.item_max:
