@@ -183,6 +183,8 @@ class Engine:
                 if tree is not self.usage:
                     log.add_live(paddr, -1)
             tree.replaced.clear()
+        log.flush_unit()    # the open unit's blocks reach `live` only when it is handed off
+        log.count_pending()
         log.settle()
         # The usage table describes every segment but itself: it is written last, and all
         # in the head segment, so writing it changes no state it records.
