@@ -91,13 +91,19 @@ class SegmentLog:
         self.inflight.append((self.unit_base, blocks, job))
         while len(self.inflight) > 2:
             self.inflight.pop(0)[2].result()
-        self.live[self.head_seg] += self.unit_live
+        self.count_pending()
         self.next_unit_seq += 1
         self.head_off += 1 + len(self.unit_blocks)
         self.units_written += 1
         self.blocks_written += 1 + len(self.unit_blocks)
         self._mark(self.head_seg)
         self._reset_unit()
+
+    def count_pending(self):
+        """Add the open unit's blocks to `live` (deferred per unit: numpy per block is slow)."""
+        self.live[self.head_seg] += self.unit_live
+        self.unit_live = 0
+        self._mark(self.head_seg)
 
     def drain(self):
         """Write the open unit and wait for every write in flight (before a barrier)."""

@@ -116,7 +116,8 @@ class Tree:
         node = self.root = self._dirty(self.root)
         while node.level > level:
             i = _route(node.keys, key)
-            node = node.vals[i] = self._dirty(node.vals[i])
+            child = node.vals[i] = self._dirty(node.vals[i])
+            node = child
 
     def update_sorted(self, items):
         """Apply (key, value or None to delete) in key order, descending once per leaf
