@@ -183,7 +183,6 @@ class Engine:
                 if tree is not self.usage:
                     log.add_live(paddr, -1)
             tree.replaced.clear()
-        log.flush_unit()    # the open unit's blocks reach `live` only when it is handed off
         log.count_pending()
         log.settle()
         # The usage table describes every segment but itself: it is written last, and all
