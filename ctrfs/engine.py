@@ -34,6 +34,7 @@ class Engine:
         self.remap = Tree(self.store, C.TREE_REMAP, ptr(roots["remap_root"]))
         self.open_trees = {}     # name -> Tree of writable trees in use
         self.pending_drops = []  # root hashes released by deleted snapshots
+        self.failed = None       # the exception that broke a commit half way
         self.clean_below = max(2 * C.RESERVED_SEGMENTS, self.log.nsegs // 8)
         self._load_usage()
 
@@ -130,6 +131,22 @@ class Engine:
         the committed state of writable tree `tree` as immutable image `image`."""
         if self.readonly:
             raise UsageError("device is open read-only")
+        if self.failed is not None:
+            raise DeviceError(f"an earlier commit failed ({self.failed}); remount to continue "
+                              "from the last checkpoint")
+        if snapshot is not None:
+            check_snap_name(snapshot[1])
+            if self.snapshot(snapshot[1]) is not None:
+                raise UsageError(f"an image named {snapshot[1].decode(errors='replace')!r} exists")
+        try:
+            self._commit(snapshot)
+        except BaseException as exc:
+            # Memory may now be half way through a commit: refuse to go on from it.  The
+            # device still holds the last checkpoint intact.
+            self.failed = exc
+            raise
+
+    def _commit(self, snapshot):
         seq = self.seq + 1
         self.log.commit_seq = seq
         if self.log.free_count() < self.clean_below:
