@@ -1,6 +1,7 @@
 """The engine: opens a device at its newest valid checkpoint, holds the system trees, and
 commits atomically (everything new, flush, then the next checkpoint slot, flush)."""
 import time
+import weakref
 
 from .checkpoint import load_checkpoint, write_checkpoint
 from .cleaner import clean
@@ -28,13 +29,18 @@ class Engine:
         roots = cp["roots"]
         ptr = lambda p: (p["paddr"], p["hash"])  # noqa: E731
         self.ca_tree = Tree(self.store, C.TREE_CA, ptr(roots["ca_root"]))
-        self.store.ca = self.ca = ContentIndex(self.ca_tree)
+        self.ca = ContentIndex(self.ca_tree)
+        self.store.ca = weakref.proxy(self.ca)
         self.snaps = Tree(self.store, C.TREE_SNAP, ptr(roots["snap_root"]))
         self.usage = Tree(self.store, C.TREE_USAGE, ptr(roots["usage_root"]))
         self.remap = Tree(self.store, C.TREE_REMAP, ptr(roots["remap_root"]))
         self.open_trees = {}     # name -> Tree of writable trees in use
         self.pending_drops = []  # root hashes released by deleted snapshots
         self.failed = None       # the exception that broke a commit half way
+        # weak references keep the engine free of reference cycles, so a dropped engine
+        # (and its device buffer, in tests) is freed at once rather than by the GC
+        reserve = weakref.WeakMethod(self._commit_reserve)
+        self.log.commit_reserve = lambda: reserve()()
         self.clean_below = max(2 * C.RESERVED_SEGMENTS, self.log.nsegs // 8)
         self._load_usage()
 
@@ -176,6 +182,15 @@ class Engine:
         self.dev.flush()
         self.seq = seq
         self.log.commit_seq = seq + 1
+
+    def _commit_reserve(self):
+        """Segments the next commit may write besides data, so writers stop (ENOSPC)
+        while a commit still fits: every changed CA entry may copy a CA leaf (a leaf
+        holds ~70 entries, so at most live/70 of them), plus FS nodes and slack."""
+        changed = len(self.ca.delta)
+        ca_leaves = int(self.log.live.sum()) // 70 + 1
+        blocks = min(changed, ca_leaves) + changed // 40 + 64
+        return -(-blocks // (self.log.seg_blocks - 1))
 
     def reclaim(self, rounds=3):
         """Clean and commit until the writers have room again (a freed segment is

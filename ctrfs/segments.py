@@ -31,6 +31,7 @@ class SegmentLog:
         self.next_unit_seq = next_unit_seq
         self.commit_seq = 0            # seq of the checkpoint being built
         self.reserve = C.RESERVED_SEGMENTS
+        self.commit_reserve = lambda: 0  # segments the next commit may need (set by the engine)
         self.units_written = 0
         self.blocks_written = 0
         self._writer, self._writer_pid = None, None
@@ -150,7 +151,7 @@ class SegmentLog:
 
     def _advance(self, reserve_ok):
         free = self.reusable()
-        if len(free) == 0 or (not reserve_ok and len(free) <= self.reserve):
+        if len(free) == 0 or (not reserve_ok and len(free) <= self.reserve + self.commit_reserve()):
             raise NoSpaceError("no free segments left on the device")
         after = free[free > self.head_seg]
         nxt = int(after[0] if len(after) else free[0])
