@@ -32,15 +32,14 @@ class FileData:
         first, last = offset // bs, (end - 1) // bs
         stored = self._stored(ind.ino, first, last)
         dirty = self.dirty.get(ind.ino, {})
-        out = bytearray()
-        for idx in range(first, last + 1):
-            buf = dirty.get(idx)
-            if buf is None:
-                ptr = stored.get(idx)
-                buf = self.store.read_data(*ptr) if ptr else self.zero
-            out += buf
+        ptrs = [None if idx in dirty else stored.get(idx) for idx in range(first, last + 1)]
+        blocks = self.store.read_data_many(ptrs)
+        for idx, buf in dirty.items():
+            if first <= idx <= last:
+                blocks[idx - first] = buf
         start = offset - first * bs
-        return bytes(out[start:start + end - offset])
+        out = b"".join(self.zero if b is None else b for b in blocks)
+        return out[start:start + end - offset]
 
     def _block(self, ino, idx):
         """A writable copy of one block (copy-up of that block only)."""

@@ -80,6 +80,11 @@ class SegmentLog:
                 return blocks[paddr - base]
         return None
 
+    def unwritten(self, start, count):
+        """Whether any of blocks start..start+count-1 is still only in memory."""
+        ranges = [(self.unit_base, len(self.unit_blocks))] + [(b, len(bl)) for b, bl, _j in self.inflight]
+        return any(b < start + count and start < b + n for b, n in ranges if n)
+
     def flush_unit(self):
         """Hand the open unit to the writer thread (pwritev releases the GIL, so the
         write overlaps hashing and tree work); at most two units are in flight."""

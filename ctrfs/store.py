@@ -160,6 +160,31 @@ class BlockStore:
     def read_data(self, paddr, h):
         return self._located(paddr, h, data_hash)[0]
 
+    def read_data_many(self, ptrs):
+        """Blocks for a list of pointers (None = hole -> None), reading each run of
+        adjacent addresses with one pread and verifying every block's blake3."""
+        out = [None] * len(ptrs)
+        i, n, bs = 0, len(ptrs), self.block_size
+        while i < n:
+            if ptrs[i] is None:
+                i += 1
+                continue
+            j = i + 1
+            while j < n and ptrs[j] is not None and ptrs[j][0] == ptrs[j - 1][0] + 1:
+                j += 1
+            start = ptrs[i][0]
+            if j - i == 1 or not self.log.valid_paddr(start) or not self.log.valid_paddr(start + j - i - 1) \
+                    or self.log.unwritten(start, j - i):
+                for k in range(i, j):
+                    out[k] = self.read_data(*ptrs[k])
+            else:
+                run = memoryview(self.dev.read(start, j - i))
+                for k in range(i, j):
+                    blk = run[(k - i) * bs:(k - i + 1) * bs]
+                    out[k] = blk if data_hash(blk) == ptrs[k][1] else self.read_data(*ptrs[k])
+            i = j
+        return out
+
     # ---- freeing ----------------------------------------------------------------------------
     def collect(self):
         """Free every block whose count is 0, and what only it referenced."""
