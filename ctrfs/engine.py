@@ -43,6 +43,11 @@ class Engine:
         self.log.commit_reserve = lambda: reserve()()
         self.clean_below = max(2 * C.RESERVED_SEGMENTS, self.log.nsegs // 8)
         self._load_usage()
+        if not dev.readonly:
+            # Units a crashed commit wrote past the checkpoint may survive in segments that
+            # are reused now; numbering on from beyond any number they could carry keeps
+            # them below every reused segment's alloc_unit_seq, so scans reject them.
+            self.log.next_unit_seq += sb["device_blocks"]
 
     # ---- opening ----------------------------------------------------------------------
     @classmethod
