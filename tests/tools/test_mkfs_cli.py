@@ -40,9 +40,13 @@ def assert_ctrfs(path, size=None):
         dev.close()
 
 
-def make_ext4(path, size=64 * MiB):
+def sparse(path, size):
     with open(path, "wb") as f:
         f.truncate(size)
+
+
+def make_ext4(path, size=64 * MiB):
+    sparse(path, size)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(path)], check=True)
 
 
@@ -72,8 +76,7 @@ def test_size_suffixes(tmp_path, size, nbytes):
 
 def test_existing_file_used_at_its_size(tmp_path):
     path = tmp_path / "old.img"
-    os.truncate(path, 0) if path.exists() else path.write_bytes(b"")
-    os.truncate(path, 40 * MiB)
+    sparse(path, 40 * MiB)
     assert_ok(mkfs("-q", path))
     assert path.stat().st_size == 40 * MiB
     assert_ctrfs(path, 40 * MiB)
@@ -81,8 +84,7 @@ def test_existing_file_used_at_its_size(tmp_path):
 
 def test_existing_file_grown_to_size(tmp_path):
     path = tmp_path / "grow.img"
-    path.write_bytes(b"")
-    os.truncate(path, 16 * MiB)
+    sparse(path, 16 * MiB)
     assert_ok(mkfs("-q", "-s", "48M", path))
     assert path.stat().st_size == 48 * MiB
     assert_ctrfs(path, 48 * MiB)
@@ -90,8 +92,7 @@ def test_existing_file_grown_to_size(tmp_path):
 
 def test_file_is_never_shrunk(tmp_path):
     path = tmp_path / "big.img"
-    path.write_bytes(b"")
-    os.truncate(path, 64 * MiB)
+    sparse(path, 64 * MiB)
     before = file_bytes(path)
     mkfs_error(mkfs("-s", "32M", path), 16, "never shrunk")
     assert file_bytes(path) == before
@@ -151,8 +152,7 @@ def test_refuses_ext4_without_force(tmp_path):
 # ---- dry run ------------------------------------------------------------------------------------
 def test_dry_run_writes_nothing(tmp_path):
     path = tmp_path / "dry.img"
-    path.write_bytes(b"")
-    os.truncate(path, 64 * MiB)
+    sparse(path, 64 * MiB)
     before = file_bytes(path)
     res = assert_ok(mkfs("-n", "-s", "96M", path))
     assert "superblock mirror" in res.out and "nothing written" in res.out
@@ -253,8 +253,7 @@ def test_busy_file_refused(image):
 # ---- real loop devices --------------------------------------------------------------------------
 def test_loop_device(tmp_path, loopdev):
     path = tmp_path / "loop.img"
-    path.write_bytes(b"")
-    os.truncate(path, 64 * MiB)
+    sparse(path, 64 * MiB)
     dev = loopdev(path)
     res = assert_ok(mkfs(dev))
     assert "64.0 MiB" in res.out
@@ -266,16 +265,14 @@ def test_loop_device(tmp_path, loopdev):
 
 def test_loop_device_size_option_refused(tmp_path, loopdev):
     path = tmp_path / "loop.img"
-    path.write_bytes(b"")
-    os.truncate(path, 64 * MiB)
+    sparse(path, 64 * MiB)
     dev = loopdev(path)
     mkfs_error(mkfs("-s", "128M", dev), 16, "block device")
 
 
 def test_read_only_loop_device(tmp_path, loopdev):
     path = tmp_path / "ro.img"
-    path.write_bytes(b"")
-    os.truncate(path, 64 * MiB)
+    sparse(path, 64 * MiB)
     before = file_bytes(path)
     dev = loopdev(path, readonly=True)
     mkfs_error(mkfs("-f", dev), 8, "read-only")

@@ -1,0 +1,214 @@
+"""The `ctrfs` command through its console script: images, commit, rm, clone, debug."""
+import fcntl
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+from toolrun import assert_error, assert_ok, ctrfs, file_bytes
+
+from ctrfs.device import Device
+from ctrfs.engine import Engine
+from ctrfs.filesystem import FileSystem
+from ctrfs.format import constants as C
+
+
+def ctrfs_error(res, code, *fragments):
+    return assert_error(res, code, *fragments, prog="ctrfs")
+
+
+def commit_image(path, image, files=((b"hello", b"x" * 10000),)):
+    """Write files into @default and commit it as `image` through the engine API."""
+    dev = Device(str(path))
+    try:
+        engine = Engine.open(dev)
+        fs = FileSystem(engine, C.DEFAULT_TREE_NAME)
+        for name, data in files:
+            ino = fs.mknod(C.ROOT_INO, name, stat.S_IFREG | 0o644).ino
+            fs.write(ino, 0, data)
+        fs.commit(image=image)
+        return {n.decode(): e for n, e in engine.snapshots()}
+    finally:
+        dev.close()
+
+
+def images_json(path):
+    return {r["name"]: r for r in json.loads(assert_ok(ctrfs("images", "--json", path)).out)}
+
+
+# ---- images --------------------------------------------------------------------------------
+def test_images_on_fresh_fs(image):
+    res = assert_ok(ctrfs("images", image))
+    header, *rows = res.out.splitlines()
+    assert header.split() == ["NAME", "TAG", "KIND", "ROOT", "SIZE", "CREATED", "PARENT"]
+    assert len(rows) == 1 and rows[0].split()[:3] == ["@default", "-", "writable"]
+    assert res.err == ""
+    rows = images_json(image)
+    assert list(rows) == ["@default"]
+    r = rows["@default"]
+    assert (r["kind"], r["tag"], r["size"], r["parent"]) == ("writable", "", 0, None)
+    assert len(r["root"]) == 64
+
+
+def test_images_lists_committed_image(image):
+    snaps = commit_image(image, b"busybox:1")
+    rows = images_json(image)
+    assert set(rows) == {"@default", "busybox:1"}
+    r = rows["busybox:1"]
+    assert (r["image"], r["tag"], r["kind"], r["parent"]) == ("busybox", "1", "image", "@default")
+    assert r["size"] == 10000
+    assert r["root"] == snaps["busybox:1"]["root"][1].hex()
+    assert r["created"][:4].isdigit() and "T" in r["created"]
+    text = assert_ok(ctrfs("images", image)).out
+    line = next(x for x in text.splitlines() if x.startswith("busybox"))
+    assert line.split()[:4] == ["busybox", "1", "image", r["root"][:12]]
+    long = assert_ok(ctrfs("images", "--long", "--bytes", image)).out
+    assert r["root"] in long and "10000" in long
+
+
+def test_tag_split_at_last_colon_but_not_a_port(image):
+    commit_image(image, b"registry:5000/app", files=())
+    commit_image(image, b"registry:5000/app:v2", files=((b"f", b"y"),))
+    rows = images_json(image)
+    assert (rows["registry:5000/app"]["image"], rows["registry:5000/app"]["tag"]) == ("registry:5000/app", "")
+    assert (rows["registry:5000/app:v2"]["image"], rows["registry:5000/app:v2"]["tag"]) == \
+        ("registry:5000/app", "v2")
+
+
+def test_images_while_device_is_locked(image):
+    """A read-write mount holds LOCK_EX: listing still works, from the last checkpoint."""
+    with open(image, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        res = assert_ok(ctrfs("images", image))
+    assert "@default" in res.out
+    assert len(res.err.splitlines()) == 1 and "last checkpoint" in res.err
+
+
+def test_images_writes_nothing(image):
+    before = file_bytes(image)
+    assert_ok(ctrfs("images", image))
+    assert file_bytes(image) == before
+
+
+def test_images_missing_device(tmp_path):
+    ctrfs_error(ctrfs("images", tmp_path / "nope.img"), 8, "no such file")
+
+
+def test_images_not_ctrfs(tmp_path):
+    path = tmp_path / "zero.img"
+    path.write_bytes(bytes(1 << 20))
+    ctrfs_error(ctrfs("images", path), 4, "not a ctrfs device")
+
+
+# ---- rm and clone ----------------------------------------------------------------------------
+def test_clone_and_rm(image):
+    assert_ok(ctrfs("clone", image, "@default", "work"))
+    assert_ok(ctrfs("clone", "--image", image, "work", "base:1"))
+    rows = images_json(image)
+    assert rows["work"]["kind"] == "writable" and rows["work"]["parent"] == "@default"
+    assert rows["base:1"]["kind"] == "image" and rows["base:1"]["parent"] == "work"
+    assert rows["work"]["root"] == rows["@default"]["root"] == rows["base:1"]["root"]
+    assert_ok(ctrfs("rm", image, "work", "base:1"))
+    assert list(images_json(image)) == ["@default"]
+
+
+def test_clone_errors(image):
+    ctrfs_error(ctrfs("clone", image, "nope", "x"), 16, "nope")
+    ctrfs_error(ctrfs("clone", image, "@default", "@default"), 16, "exists")
+    ctrfs_error(ctrfs("rm", image, "nope"), 16, "nope")
+    assert list(images_json(image)) == ["@default"]
+
+
+def test_rm_refused_while_mounted(image):
+    with open(image, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        ctrfs_error(ctrfs("rm", image, "@default"), 8, "in use")
+
+
+# ---- commit --------------------------------------------------------------------------------------
+def test_commit_not_a_mount(tmp_path):
+    ctrfs_error(ctrfs("commit", tmp_path, "img:1"), 1, "not a ctrfs mount")
+
+
+def test_commit_on_other_fs_type(tmp_path):
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        ctrfs_error(ctrfs("commit", mnt, "img:1"), 1, "not a ctrfs mount", "tmpfs")
+        assert not any("ctrfs" in x for x in os.listxattr(mnt))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_commit_missing_mountpoint(tmp_path):
+    ctrfs_error(ctrfs("commit", tmp_path / "nope", "img:1"), 8, "no such directory")
+
+
+def test_commit_bad_name(tmp_path):
+    ctrfs_error(ctrfs("commit", tmp_path, "/abs"), 16, "bad image name")
+    ctrfs_error(ctrfs("commit", tmp_path, ""), 16, "bad image name")
+
+
+# ---- debug ----------------------------------------------------------------------------------------
+def test_debug_dump_super(image):
+    out = assert_ok(ctrfs("debug", "dump-super", image)).out
+    assert "block_size: 4096" in out and "mirror superblock" in out
+    assert out.count("  valid") == 2
+
+
+def test_debug_dump_super_not_ctrfs(tmp_path):
+    path = tmp_path / "zero.img"
+    path.write_bytes(bytes(1 << 20))
+    res = ctrfs("debug", "dump-super", path)
+    ctrfs_error(res, 4, "no valid superblock")
+    assert "INVALID" in res.out
+
+
+def test_debug_dump_checkpoints(image):
+    out = assert_ok(ctrfs("debug", "dump-checkpoints", image)).out
+    assert "newest valid checkpoint: seq 1" in out
+
+
+def test_debug_dump_node_segment_tree(image):
+    snaps = commit_image(image, b"busybox:1")
+    root_paddr = snaps["busybox:1"]["root"][0]
+    out = assert_ok(ctrfs("debug", "dump-node", image, root_paddr)).out
+    assert f"node at block {root_paddr}: tree fs" in out
+    assert "b'hello'" in out and "size 10000" in out
+    seg = assert_ok(ctrfs("debug", "dump-segment", image, 0)).out
+    assert "unit at offset 0" in seg and "node (fs)" in seg and "data" in seg
+    tree = assert_ok(ctrfs("debug", "dump-tree", image, "busybox:1")).out
+    assert "b'hello'" in tree and "block index 2" in tree
+    snap = assert_ok(ctrfs("debug", "dump-tree", image, "--system", "snap")).out
+    assert "'busybox:1' image" in snap
+    assert_ok(ctrfs("debug", "dump-tree", image, "--system", "ca"))
+    assert_ok(ctrfs("debug", "dump-tree", image, "--system", "usage"))
+
+
+def test_debug_errors(image):
+    ctrfs_error(ctrfs("debug", "dump-node", image, 3), 4, "bad magic")
+    ctrfs_error(ctrfs("debug", "dump-node", image, 1 << 40), 16, "beyond the device")
+    ctrfs_error(ctrfs("debug", "dump-node", image, "x"), 16, "not a number")
+    ctrfs_error(ctrfs("debug", "dump-segment", image, 100000), 16, "out of range")
+    ctrfs_error(ctrfs("debug", "dump-tree", image), 16, "--system")
+    ctrfs_error(ctrfs("debug", "dump-tree", image, "nope"), 16, "nope")
+    ctrfs_error(ctrfs("debug", "dump-whatever", image), 16, "invalid choice")
+
+
+# ---- usage ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,fragment", [
+    ([], "required"),
+    (["frobnicate"], "invalid choice"),
+    (["images"], "DEVICE"),
+    (["images", "--nope", "x"], "--nope"),
+    (["commit", "/mnt"], "NAME"),
+])
+def test_usage_errors(args, fragment):
+    ctrfs_error(ctrfs(*args), 16, fragment)
+
+
+def test_help_exits_zero():
+    res = assert_ok(ctrfs("--help"))
+    assert "images" in res.out and "commit" in res.out
