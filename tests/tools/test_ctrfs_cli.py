@@ -212,3 +212,26 @@ def test_usage_errors(args, fragment):
 def test_help_exits_zero():
     res = assert_ok(ctrfs("--help"))
     assert "images" in res.out and "commit" in res.out
+
+
+# ---- the shared error plumbing (in process) ------------------------------------------------------
+def _explode(_args):
+    raise RuntimeError("boom\nsecond line")
+
+
+def test_unexpected_error_is_one_line_exit_8(capsys, monkeypatch):
+    from ctrfs.cli import ToolParser, run_tool
+
+    monkeypatch.delenv("CTRFS_DEBUG", raising=False)
+    assert run_tool("tool", ToolParser(prog="tool"), _explode, []) == 8
+    err = capsys.readouterr().err
+    assert err == "tool: internal error: RuntimeError: boom second line\n"
+
+
+def test_debug_env_adds_traceback(capsys, monkeypatch):
+    from ctrfs.cli import ToolParser, run_tool
+
+    monkeypatch.setenv("CTRFS_DEBUG", "1")
+    assert run_tool("tool", ToolParser(prog="tool"), _explode, []) == 8
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("tool: internal error: RuntimeError: boom second line\n")

@@ -296,3 +296,19 @@ def test_mounted_device_refused_even_with_force(tmp_path, loopdev):
     raw = file_bytes(path)
     assert C.SUPERBLOCK_MAGIC not in (raw[:8], raw[-4096:-4088])
     subprocess.run(["e2fsck", "-fn", str(path)], check=True, capture_output=True)
+
+
+def test_refuses_partition_table_without_force(tmp_path):
+    path = tmp_path / "disk.img"
+    sparse(path, 64 * MiB)
+    mbr = bytearray(512)   # one Linux partition from sector 2048, MBR signature
+    mbr[446:462] = bytes((0, 0, 0, 0, 0x83, 0, 0, 0)) + (2048).to_bytes(4, "little") + \
+        (64 * MiB // 512 - 2048).to_bytes(4, "little")
+    mbr[510:512] = b"\x55\xaa"
+    with open(path, "r+b") as f:
+        f.write(mbr)
+    before = file_bytes(path)
+    mkfs_error(mkfs(path), 1, "partition table", "-f")
+    assert file_bytes(path) == before
+    assert_ok(mkfs("-q", "-f", path))
+    assert_ctrfs(path)
