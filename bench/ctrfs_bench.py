@@ -1,0 +1,292 @@
+"""ctrfs, measured the way bench/peers.py measures the peers: only through its tools, by
+subprocess, timed from outside.  Each benchmark returns a dict of figures whose keys match
+the peer it is compared with (see run.py's ROWS).
+
+The tools and their contracts:
+  mkfs.ctrfs -s SIZE FILE          create a loop file of SIZE with an empty ctrfs
+  mount.ctrfs FILE DIR [-o OPTS]   mount; returns once mounted.  No -o: the writable tree;
+                                   -o image=NAME,ro: image NAME, read-only
+  umount DIR                       the daemon then flushes and exits (it drops its flock
+                                   on FILE; we wait for that before touching FILE again)
+  ctrfs commit MOUNTPOINT NAME     make an image NAME of the mounted writable tree
+  fsck.ctrfs -f -n FILE            exit 0 when clean
+
+Devices built here are cached under WORK/bench/ctrfs/ (keyed on the corpus inputs); the
+benchmarks that write work on a copy, so every run starts from the same committed state.
+"""
+import contextlib
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+import peers  # noqa: E402
+
+TOOLS = ("mkfs.ctrfs", "mount.ctrfs", "fsck.ctrfs", "ctrfs")
+DEVICE_SIZE = "2G"            # the same 2 GiB as the ext4 peer
+BIG_DEVICE_SIZE = "3G"        # holds the 1 GiB file with room for the log to breathe
+RW_OPTS = None                # mount options for the writable tree (None: no -o)
+
+
+def missing_tools():
+    """The ctrfs tools not found on PATH (or in /sbin, /usr/sbin)."""
+    return [t for t in TOOLS if not B.which(t)]
+
+
+# ---- the tools, one function each -----------------------------------------------------------
+def mkfs(dev, size=DEVICE_SIZE):
+    """mkfs.ctrfs -s SIZE DEV on a fresh loop file (an old one is removed first)."""
+    if os.path.exists(dev):
+        os.unlink(dev)
+    B.run(["mkfs.ctrfs", "-s", str(size), dev])
+
+
+def mount(dev, mnt, image=None, ro=False, opts=RW_OPTS):
+    """mount.ctrfs DEV MNT [-o image=NAME,ro]; returns once MNT is a mount point."""
+    o = ([f"image={image}"] if image else []) + (["ro"] if ro else [])
+    if opts:
+        o.append(opts)
+    cmd = ["mount.ctrfs", dev, mnt] + (["-o", ",".join(o)] if o else [])
+    B.run(cmd)
+    B.wait_mounted(mnt)
+
+
+def umount(mnt, dev):
+    """umount MNT, then wait until the daemon released DEV (it has flushed and exited)."""
+    B.umount(mnt)
+    if os.path.ismount(mnt):
+        raise RuntimeError(f"{mnt}: still mounted after umount")
+    B.wait_unlocked(dev)
+
+
+@contextlib.contextmanager
+def mounted(dev, work, image=None, ro=False):
+    """A fresh mount point with DEV mounted on it; always unmounted on the way out."""
+    with B.mountpoint(work, "ctrfs") as mnt:
+        mount(dev, mnt, image=image, ro=ro)
+        try:
+            yield mnt
+        finally:
+            umount(mnt, dev)
+
+
+def commit(mnt, name):
+    """ctrfs commit MNT NAME: the writable tree becomes image NAME."""
+    B.run(["ctrfs", "commit", mnt, name])
+
+
+def fsck(dev):
+    """fsck.ctrfs -f -n DEV; returns its exit code (0: clean)."""
+    return B.run(["fsck.ctrfs", "-f", "-n", dev], check=False).returncode
+
+
+def statvfs_used_bytes(mnt):
+    st = os.statvfs(mnt)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def copy_device(src, dst):
+    """A private copy of a cached device (sparse, so holes stay holes)."""
+    if os.path.exists(dst):
+        os.unlink(dst)
+    B.run(["cp", "--sparse=always", src, dst])
+
+
+# ---- cached devices ---------------------------------------------------------------------------
+def device_path(work, name):
+    return os.path.join(B.cache_dir(work, "bench", "ctrfs"), f"{name}.ctrfs")
+
+
+def _import_tar_once(tar_path, dev, image_name, work):
+    """mkfs, mount the writable tree, tar -x + syncfs, commit; returns figures of one run."""
+    t_all = time.perf_counter()
+    mkfs(dev, DEVICE_SIZE)
+    with mounted(dev, work) as mnt:
+        t0 = time.perf_counter()
+        B.run(["tar", "-xpf", tar_path, "-C", mnt] + peers.TAR_FLAGS)
+        B.run(["sync", "-f", mnt])
+        t_tar = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        commit(mnt, image_name)
+        t_commit = time.perf_counter() - t0
+        used = statvfs_used_bytes(mnt)
+    return dict(extract=t_tar, commit=t_commit, whole=time.perf_counter() - t_all, used=used)
+
+
+def big_device(big_file, work):
+    """A device holding the 1 GiB file in its writable tree, committed as image 'big'."""
+    dev = device_path(work, "big")
+    done = dev + ".done"
+    stamp = big_file + ".done" if os.path.exists(big_file + ".done") else big_file
+    if os.path.exists(dev) and B.fresh_marker(done, stamp):
+        return dev
+    if os.path.exists(done):
+        os.unlink(done)
+    mkfs(dev, BIG_DEVICE_SIZE)
+    with mounted(dev, work) as mnt:
+        B.run(["cp", big_file, os.path.join(mnt, os.path.basename(big_file))])
+        commit(mnt, "big")
+    open(done, "w").close()
+    return dev
+
+
+def tree_device(tar_path, work):
+    """A device with the tar imported and committed as image NAME (A, B or C): the one
+    import_tar left, else built once."""
+    name = os.path.splitext(os.path.basename(tar_path))[0]
+    dev = device_path(work, name)
+    done = dev + ".done"
+    if not (os.path.exists(dev) and B.fresh_marker(done, tar_path)):
+        if os.path.exists(done):
+            os.unlink(done)
+        _import_tar_once(tar_path, dev, name, work)
+        open(done, "w").close()
+    return dev, name
+
+
+# ---- benchmarks (keys match the peers') -------------------------------------------------------
+def import_tar(tar_path, runs=5, work=None):
+    """tar -x into a fresh 2 GiB ctrfs (writable tree) + syncfs, then ctrfs commit.
+    Compared with peers.tar_extract_ext4; 'seconds' counts extract + commit, since the image
+    exists only after the commit.  The last run's device is kept for walk() and fsck_time()."""
+    name = os.path.splitext(os.path.basename(tar_path))[0]
+    dev = device_path(work, name)
+    done = dev + ".done"
+    if os.path.exists(done):
+        os.unlink(done)
+    info = peers.tar_file_data_bytes(tar_path, work)
+    figs = []
+    for i in range(runs + 1):            # run 0 is the uncounted warm-up
+        f = _import_tar_once(tar_path, dev, name, work)
+        if i:
+            figs.append(f)
+    open(done, "w").close()
+    total = B.summarize([f["extract"] + f["commit"] for f in figs])
+    return dict(
+        tool="tar -x -> ctrfs + ctrfs commit", tar=tar_path, device=dev,
+        seconds=total, mb_per_s=round(B.mb_per_s(info["file_bytes"], total["median"]), 1),
+        extract_seconds=B.summarize([f["extract"] for f in figs]),
+        commit_seconds=B.summarize([f["commit"] for f in figs]),
+        seconds_with_mkfs_mount_umount=B.summarize([f["whole"] for f in figs]),
+        tar_file_data_bytes=info["file_bytes"],
+        bytes_used=figs[-1]["used"],
+        bytes_allocated_in_image_file=os.stat(dev).st_blocks * 512)
+
+
+def seq_read(big_file, runs=5, work=None):
+    """dd bs=1M of the 1 GiB file from image 'big' mounted read-only; each run a fresh mount
+    with the device file read into the page cache first (backing warm)."""
+    dev = big_device(big_file, work)
+    fname = os.path.basename(big_file)
+    size = os.path.getsize(big_file)
+    secs = []
+    for _ in range(runs):
+        B.warm(dev)
+        with mounted(dev, work, image="big", ro=True) as mnt:
+            secs.append(B.timed(["dd", f"if={os.path.join(mnt, fname)}", "of=/dev/null", "bs=1M"]))
+    return dict(tool="ctrfs (image, ro)", device=dev, file_bytes=size,
+                mb_per_s=B.summarize([B.mb_per_s(size, s) for s in secs], digits=1),
+                seconds=B.summarize(secs))
+
+
+def walk(tar_path, runs=5, work=None):
+    """`find MNT -type f | wc -l` and `du -s MNT` over the tree's image, each on a fresh
+    read-only mount after dropping all caches (cold)."""
+    dev, name = tree_device(tar_path, work)
+    find_s, du_s, counts = [], [], set()
+    for _ in range(runs):
+        for what in ("find", "du"):
+            with mounted(dev, work, image=name, ro=True) as mnt:
+                B.drop_caches()
+                if what == "find":
+                    t, out = B.timed_capture(["sh", "-c", 'find "$1" -type f | wc -l', "sh", mnt])
+                    find_s.append(t)
+                    counts.add(int(out.strip()))
+                else:
+                    du_s.append(B.timed(["du", "-s", mnt]))
+    return dict(tool="ctrfs (image, ro)", device=dev, files=sorted(counts),
+                find_ms=B.summarize(find_s, scale=1000, digits=1),
+                du_ms=B.summarize(du_s, scale=1000, digits=1))
+
+
+def first_write(big_file, runs=5, work=None):
+    """The first 4 KiB write in the middle of the 1 GiB file in the writable tree, right
+    after it was committed as image 'big' (its blocks are shared with the image, so the
+    write is a copy-on-write), then a second write.  Each run on a fresh copy of the device."""
+    src = big_device(big_file, work)
+    dev = device_path(work, "big-work")
+    fname = os.path.basename(big_file)
+    first, second = [], []
+    try:
+        for _ in range(runs):
+            copy_device(src, dev)
+            B.warm(dev)
+            with mounted(dev, work) as mnt:
+                target = os.path.join(mnt, fname)
+                first.append(peers._dd_write_4k(target))
+                second.append(peers._dd_write_4k(target))
+    finally:
+        if os.path.exists(dev):
+            os.unlink(dev)
+    return dict(tool="ctrfs (writable tree over committed image)",
+                first_write_seconds=B.summarize(first),
+                second_write_seconds=B.summarize(second))
+
+
+def fsck_time(tar_path, runs=5, work=None):
+    """fsck.ctrfs -f -n of the tree's device, warm in the page cache; one uncounted warm-up.
+    A non-zero exit is an error, never a figure."""
+    dev, _name = tree_device(tar_path, work)
+    B.warm(dev)
+    secs = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        rc = fsck(dev)
+        t = time.perf_counter() - t0
+        if rc != 0:
+            raise RuntimeError(f"fsck.ctrfs -f -n {dev} exited {rc} (not clean)")
+        if i:
+            secs.append(t)
+    return dict(tool="fsck.ctrfs -f -n", device=dev, seconds=B.summarize(secs))
+
+
+BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time")
+
+
+def run_all(work=None, runs=5, tree="C", only=None, log=print):
+    """Run every ctrfs benchmark (or those in only); {name: figures or {"error": ...}}.
+    Raises RuntimeError when the tools are missing: there is nothing to measure."""
+    missing = missing_tools()
+    if missing:
+        raise RuntimeError("ctrfs tools not found: " + ", ".join(missing))
+    p = B.corpus_paths(work)
+    tar = p["tars"][tree]
+    calls = dict(
+        import_tar=lambda: import_tar(tar, runs, work),
+        seq_read=lambda: seq_read(p["big_file"], runs, work),
+        walk=lambda: walk(tar, runs, work),
+        first_write=lambda: first_write(p["big_file"], runs, work),
+        fsck_time=lambda: fsck_time(tar, runs, work),
+    )
+    out = {}
+    for name in BENCHES:
+        if only and name not in only:
+            continue
+        log(f"ctrfs {name} ...")
+        t0 = time.perf_counter()
+        try:
+            out[name] = calls[name]()
+        except Exception as exc:
+            out[name] = dict(error=f"{type(exc).__name__}: {exc}")
+        log(f"ctrfs {name}: {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    if missing_tools():
+        print("ctrfs tools not found: " + ", ".join(missing_tools()), file=sys.stderr)
+        sys.exit(1)
+    json.dump(run_all(log=lambda m: print(m, file=sys.stderr)), sys.stdout, indent=2)
+    print()
