@@ -175,8 +175,12 @@ class Engine:
                 drops.append(old[1])
             self._set_root(name, ptr)
         if snapshot is not None:
+            # The image is a layer over the tree's previous parent; the tree goes on over it.
             src, dst = snapshot
-            self.clone(src, dst, C.SNAP_IMAGE)
+            e = self.snapshot(src)
+            self.create_tree(dst, e["root"], C.SNAP_IMAGE, parent_name=e["parent_name"],
+                             parent_root=e["parent_root"])
+            self._set_root(src, e["root"], parent=dst)
         for h in drops:
             self.ca.decref(h)
         self.store.collect()
@@ -205,10 +209,11 @@ class Engine:
                 return
             self.commit()
 
-    def _set_root(self, name, ptr):
+    def _set_root(self, name, ptr, parent=None):
         e = self.snapshot(name)
-        self.snaps.put(name, pack_snap(e["kind"], e["created_ns"], ptr, e["parent_root"],
-                                       e["logical_bytes"], e["inodes"], e["parent_name"]))
+        parent_root, parent_name = (e["parent_root"], e["parent_name"]) if parent is None else (ptr[1], parent)
+        self.snaps.put(name, pack_snap(e["kind"], e["created_ns"], ptr, parent_root,
+                                       e["logical_bytes"], e["inodes"], parent_name))
 
     def _write_system_trees(self, seq):
         log = self.log
