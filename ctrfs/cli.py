@@ -282,28 +282,27 @@ def cmd_clone(args):
 
 # ---- debug -----------------------------------------------------------------------------------
 def cmd_debug(args):
+    """Superblock, checkpoint and node dumps read the device directly, so they work on a
+    device too damaged to open; segment and tree dumps need the engine."""
     from . import debug
 
-    if args.what == "dump-super":
-        dev, locked = open_readonly(args.device)
-        with_dev = lambda: debug.dump_super(dev, sys.stdout)  # noqa: E731
-    elif args.what == "dump-checkpoints":
-        dev, locked = open_readonly(args.device)
-        with_dev = lambda: debug.dump_checkpoints(dev, sys.stdout)  # noqa: E731
-    elif args.what == "dump-node":
-        dev, locked = open_readonly(args.device)
-        with_dev = lambda: debug.dump_node(dev, args.paddr, sys.stdout)  # noqa: E731
-    elif args.what == "dump-segment":
+    out = sys.stdout
+    if args.what in ("dump-segment", "dump-tree"):
         engine, locked = open_engine_readonly(args.device)
         dev = engine.dev
-        with_dev = lambda: debug.dump_segment(engine, args.segment, sys.stdout)  # noqa: E731
     else:
-        engine, locked = open_engine_readonly(args.device)
-        dev = engine.dev
-        with_dev = lambda: debug.dump_tree(engine, args.name, args.system, sys.stdout)  # noqa: E731
+        dev, locked = open_readonly(args.device)
     try:
         note_unlocked(locked)
-        return with_dev()
+        if args.what == "dump-super":
+            return debug.dump_super(dev, out)
+        if args.what == "dump-checkpoints":
+            return debug.dump_checkpoints(dev, out)
+        if args.what == "dump-node":
+            return debug.dump_node(dev, args.paddr, out)
+        if args.what == "dump-segment":
+            return debug.dump_segment(engine, args.segment, out)
+        return debug.dump_tree(engine, args.name, args.system, out)
     finally:
         dev.close()
 

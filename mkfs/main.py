@@ -60,16 +60,15 @@ def check_options(args):
     return dict(block_size=bs, segment_blocks=seg // bs, uuid=fs_uuid, label=args.label)
 
 
-def target_size(args, st, dev_size):
-    """Bytes the file system will span: a block device whole, a file at max(size, -s)."""
-    if st is not None and stat.S_ISBLK(st.st_mode):
-        if args.size is not None and args.size != dev_size:
-            raise UsageError("-s sets the size of a loop file; a block device is used whole")
-        return dev_size
-    if args.size is not None and args.size < dev_size:
-        raise UsageError(f"{args.device} is {dev_size} bytes, larger than -s {args.size}; "
+def check_size_option(args, st):
+    """-s creates or grows a loop file; it never shrinks one, and a block device is used whole."""
+    if args.size is None or st is None:
+        return
+    if stat.S_ISBLK(st.st_mode):
+        raise UsageError("-s sets the size of a loop file; a block device is used whole")
+    if args.size < st.st_size:
+        raise UsageError(f"{args.device} is {st.st_size} bytes, larger than -s {args.size}; "
                          "a file is never shrunk")
-    return max(dev_size, args.size or 0)
 
 
 def wipe_ends(dev, block_size):
@@ -137,6 +136,7 @@ def run(args):
         raise DeviceError(f"{path}: no such file or device (give -s SIZE to create a loop file)")
     if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         raise DeviceError(f"{path}: not a regular file or block device")
+    check_size_option(args, st)
     if st is None:
         geo = geometry.compute_geometry(args.size, opts["block_size"], opts["segment_blocks"])
         if args.dry_run:
@@ -154,12 +154,11 @@ def run(args):
 def format_device(path, args, opts, created):
     dev = Device(path, readonly=args.dry_run)
     try:
-        st = os.fstat(dev.fd)
         if not created and not args.force:
             found = probe.existing_filesystem(dev)
             if found:
                 raise CtrfsError(f"{path} holds {found} (use -f to overwrite)")
-        size = target_size(args, st, dev.size)
+        size = max(dev.size, args.size or 0)
         geo = geometry.compute_geometry(size, opts["block_size"], opts["segment_blocks"])
         if args.dry_run:
             return summary(path, geo, opts, True)

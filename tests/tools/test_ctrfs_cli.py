@@ -56,7 +56,9 @@ def test_images_lists_committed_image(image):
     rows = images_json(image)
     assert set(rows) == {"@default", "busybox:1"}
     r = rows["busybox:1"]
-    assert (r["image"], r["tag"], r["kind"], r["parent"]) == ("busybox", "1", "image", "@default")
+    assert (r["image"], r["tag"], r["kind"]) == ("busybox", "1", "image")
+    # the image is a layer over the tree's previous parent (none yet); the tree goes on over it
+    assert r["parent"] is None and rows["@default"]["parent"] == "busybox:1"
     assert r["size"] == 10000
     assert r["root"] == snaps["busybox:1"]["root"][1].hex()
     assert r["created"][:4].isdigit() and "T" in r["created"]
