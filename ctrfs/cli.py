@@ -3,7 +3,6 @@ shares: an argparse parser whose errors exit 16, sizes, and one-line error repor
 import argparse
 import datetime
 import errno
-import fcntl
 import json
 import os
 import re
@@ -11,7 +10,7 @@ import stat
 import sys
 import traceback
 
-from .errors import EXIT_OPERATIONAL, EXIT_USAGE, CorruptError, CtrfsError, DeviceError, UsageError
+from .errors import EXIT_OPERATIONAL, CorruptError, CtrfsError, DeviceError, UsageError
 
 PROG = "ctrfs"
 COMMIT_XATTR = "trusted.ctrfs.commit"

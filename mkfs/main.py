@@ -114,9 +114,9 @@ def summary(path, geo, opts, dry_run):
         end = first + geo["segment_count"] * seg
         lines += [
             "  layout (blocks):",
-            f"    0             superblock",
+            "    0             superblock",
             f"    {geo['checkpoint_slot_a']}, {geo['checkpoint_slot_b']}          checkpoint slots",
-            f"    {first}..{end - 1:<10} segments {0}..{geo['segment_count'] - 1}",
+            f"    {first}..{end - 1:<10} segments 0..{geo['segment_count'] - 1}",
             f"    {geo['mirror_block']:<13} superblock mirror",
             "  dry run: nothing written",
         ]

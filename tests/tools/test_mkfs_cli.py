@@ -1,7 +1,6 @@
 """mkfs.ctrfs through its console script: what it creates, what it refuses, exit codes, and
 one stderr line for every error."""
 import fcntl
-import os
 import subprocess
 import uuid
 
