@@ -131,10 +131,11 @@ class SegmentLog:
 
     def fits_in_head(self, n):
         """Whether n more appends stay inside the head segment (summaries included)."""
-        left = self.seg_blocks - self.head_off - (1 + len(self.unit_blocks) if self.unit_blocks else 0)
-        if self.unit_blocks:
+        left = self.seg_blocks - self.head_off
+        if self.unit_blocks:    # the open unit takes what it has room for, summary included
             take = min(n, self.unit_room)
             n -= take
+            left -= 1 + len(self.unit_blocks) + take
         units = -(-n // self.unit_max)
         return n + units <= left
 
