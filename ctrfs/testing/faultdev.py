@@ -174,18 +174,18 @@ class CrashSpace:
                 yield self.torn_prefix(k, TAIL)
 
     def subsets(self, epoch, *, limit=None, rng=None, torn=False):
-        """Subsets of the writes of one epoch: all 2^m of them when m is small (and the
-        limit allows), else `limit` random ones.  With torn, each also tears one of the
+        """Subsets of the writes of one epoch: all 2^m of them when that is at most `limit`
+        (default 2^20), else `limit` random ones.  With torn, each also tears one of the
         writes it leaves out."""
         idx = self.epochs.get(epoch, [])
         m = len(idx)
         rng = rng or random.Random(0)
-        if limit is None or (m < 20 and 2 ** m <= limit):
+        if m <= 20 and 2 ** m <= (limit or 2 ** 20):
             for mask in range(2 ** m):
                 applied = tuple(i for b, i in enumerate(idx) if mask >> b & 1)
                 yield self._with_tear(epoch, applied, idx, rng, torn, "subset")
             return
-        for _ in range(limit):
+        for _ in range(limit or 2 ** 20):
             applied = tuple(i for i in idx if rng.random() < 0.5)
             yield self._with_tear(epoch, applied, idx, rng, torn, "subset")
 
@@ -196,14 +196,15 @@ class CrashSpace:
         return CrashState(epoch, applied, None, label)
 
     def sample(self, n, *, seed=0, torn_rate=0.3):
-        """n random states: a random epoch, a random subset of its writes, sometimes a
-        torn one among those left out (reproducible from the seed)."""
+        """n random states (None: endless): a random epoch, a random subset of its writes,
+        sometimes a torn one among those left out (reproducible from the seed)."""
         rng = random.Random(seed)
         epochs = sorted(self.epochs)
         if not epochs:
             return
-        for _ in range(n):
-            ep = rng.choice(epochs)
+        weights = [len(self.epochs[e]) for e in epochs]   # big epochs hold most states
+        for _ in (range(n) if n is not None else iter(int, 1)):
+            ep = rng.choices(epochs, weights)[0]
             idx = self.epochs[ep]
             p = rng.random()                      # vary the density of applied writes
             applied = tuple(i for i in idx if rng.random() < p)
