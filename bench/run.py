@@ -108,6 +108,12 @@ def print_table(rows, ctrfs_note):
         print(ctrfs_note)
 
 
+def short(err):
+    """One line of an error for the table's note (results.json keeps it whole)."""
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+
+
 def ensure_corpus(work, log):
     if B.corpus_complete(work):
         return
@@ -120,7 +126,7 @@ def ensure_corpus(work, log):
 
 def machine_info():
     info = dict(kernel=platform.release(), python=platform.python_version(),
-                cpus=os.cpu_count())
+                cpus=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()])
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -152,6 +158,7 @@ def main(argv=None):
     work = B.work_dir(args.work)
     ensure_corpus(work, log)
     started = datetime.datetime.now(datetime.timezone.utc)
+    machine = machine_info()   # loadavg before: other work on the machine skews every figure
 
     peer_res = peers.run_all(work, args.runs, args.tree, log=log)
 
@@ -160,19 +167,19 @@ def main(argv=None):
     if args.peers_only:
         ctrfs_note = "ctrfs rows were NOT measured (--peers-only)."
     elif missing:
-        ctrfs_note = ("ctrfs rows were NOT measured: tools not found on PATH: " + ", ".join(missing) +
+        ctrfs_note = ("ctrfs rows were NOT measured: tools not found ($CTRFS_BIN, .venv/bin, PATH): " + ", ".join(missing) +
                       ". Install ctrfs (pip install -e . / make install) and rerun.")
     else:
         ctrfs_res = ctrfs_bench.run_all(work, args.runs, args.tree, log=log)
         failed = {k: v["error"] for k, v in ctrfs_res.items() if "error" in v}
         if failed:
             ctrfs_note = "ctrfs benchmarks that FAILED (rows not measured):\n" + "\n".join(
-                f"  {k}: {v}" for k, v in failed.items())
+                f"  {k}: {short(v)}" for k, v in failed.items())
 
     peer_failed = {k: v["error"] for k, v in peer_res.items() if "error" in v}
     if peer_failed:
         ctrfs_note += ("\n" if ctrfs_note else "") + "peer benchmarks that FAILED:\n" + "\n".join(
-            f"  {k}: {v}" for k, v in peer_failed.items())
+            f"  {k}: {short(v)}" for k, v in peer_failed.items())
 
     rows = build_rows(peer_res, ctrfs_res)
     print(f"ctrfs vs peers, tree {args.tree}, {args.runs} runs each (medians; MB = 10^6 bytes)")
@@ -182,8 +189,9 @@ def main(argv=None):
     B.save_json(args.json, dict(
         started=started.isoformat(timespec="seconds"),
         finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        machine=machine_info(), work=work, tree=args.tree, runs=args.runs,
+        machine=machine, loadavg_after=[round(x, 2) for x in os.getloadavg()], work=work, tree=args.tree, runs=args.runs,
         ctrfs_measured=ctrfs_res is not None, ctrfs_missing_tools=missing,
+        ctrfs_tools=ctrfs_bench.tool_paths(),
         complete=complete, note=ctrfs_note, rows=rows, peers=peer_res, ctrfs=ctrfs_res))
     log(f"wrote {args.json}")
     return 0 if complete else 1
