@@ -26,7 +26,7 @@ Checkpoint = Struct(
     "live_blocks" / Int64ul,         # blocks referenced by this checkpoint
     "data_blocks" / Int64ul,         # of which data blocks
     "node_blocks" / Int64ul,         # of which FS tree nodes
-    "free_segments" / Int64ul,
+    "free_segments" / Int64ul,       # segments in state SEG_FREE at commit
     "snapshots" / Int64ul,           # entries in the snapshot table
     "backups" / Array(C.CHECKPOINT_BACKUPS, RootSet),  # older root sets, newest first
     "crc32c" / Int32ul,              # CRC32C of bytes 0..CRC_OFFSET-1

@@ -13,14 +13,14 @@ from .pointer import POINTER_SIZE, Pointer
 
 InodeRecord = Struct(
     "mode" / Int32ul,                # st_mode: file type and permission bits
-    "uid" / Int32ul,
-    "gid" / Int32ul,
+    "uid" / Int32ul,                 # owner user id
+    "gid" / Int32ul,                 # owner group id
     "nlink" / Int32ul,               # directory entries naming it (+ "." and ".." for dirs)
     "rdev" / Int64ul,                # device number for block/char devices, else 0
     "size" / Int64ul,                # bytes
     "atime_ns" / Int64sl,            # ns since the epoch
-    "mtime_ns" / Int64sl,
-    "ctime_ns" / Int64sl,
+    "mtime_ns" / Int64sl,            # ns since the epoch
+    "ctime_ns" / Int64sl,            # ns since the epoch
     "flags" / Int32ul,               # INODE_INLINE: the data follows this record in the value
     "generation" / Int32ul,          # bumped when an inode number is reused
 )
@@ -39,7 +39,10 @@ assert DirentValue.sizeof() == DIRENT_SIZE
 BlockEntry = Pointer                 # value of ITEM_BLOCK: the data block of that index
 BLOCK_ENTRY_SIZE = POINTER_SIZE
 
-SuperValue = Struct("next_ino" / Int64ul, "reserved" / Int64ul)  # (0, ITEM_SUPER) item
+SuperValue = Struct(                 # value of the (0, ITEM_SUPER) item of an FS tree
+    "next_ino" / Int64ul,            # inode number the next new inode gets
+    "reserved" / Int64ul,            # 0
+)
 SUPER_SIZE = 16
 assert SuperValue.sizeof() == SUPER_SIZE
 
@@ -56,7 +59,7 @@ _CA = struct.Struct("<QIB3x")
 SnapEntry = Struct(
     "kind" / Int8ul,                 # SNAP_IMAGE (immutable) or SNAP_WRITABLE
     Padding(7),
-    "created_ns" / Int64ul,
+    "created_ns" / Int64ul,          # ns since the epoch
     "root" / Pointer,                # root node of the FS tree
     "parent_root" / Bytes(32),       # root hash of the snapshot it was cloned from; 0 = none
     "logical_bytes" / Int64ul,       # sum of file sizes when committed

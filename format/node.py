@@ -25,12 +25,24 @@ _HEADER = struct.Struct("<4sBBHQII8s")   # NodeHeader, for the hot path (tests k
 assert _HEADER.size == C.NODE_HEADER_SIZE
 
 LeafItem = Struct(
-    "klen" / Int16ul, "vlen" / Int16ul,
-    "key" / Bytes(this.klen), "value" / Bytes(this.vlen),
+    "klen" / Int16ul,                # key length in bytes
+    "vlen" / Int16ul,                # value length in bytes
+    "key" / Bytes(this.klen),        # compared as raw bytes; strictly increasing in a node
+    "value" / Bytes(this.vlen),      # item value (items.py); FS block items hold a Pointer
 )
-InternalItem = Struct("klen" / Int16ul, "key" / Bytes(this.klen), "child" / Pointer)
-LeafNode = Struct("header" / NodeHeader, "items" / Array(this.header.nitems, LeafItem))
-InternalNode = Struct("header" / NodeHeader, "items" / Array(this.header.nitems, InternalItem))
+InternalItem = Struct(
+    "klen" / Int16ul,                # key length in bytes
+    "key" / Bytes(this.klen),        # lower bound of the child's keys (item 0: not used to route)
+    "child" / Pointer,               # child node, one level down
+)
+LeafNode = Struct(
+    "header" / NodeHeader,           # level 0
+    "items" / Array(this.header.nitems, LeafItem),  # packed back to back, payload_len bytes
+)
+InternalNode = Struct(
+    "header" / NodeHeader,           # level > 0
+    "items" / Array(this.header.nitems, InternalItem),  # packed back to back, payload_len bytes
+)
 
 LEAF_ITEM_OVERHEAD = 4
 INTERNAL_ITEM_OVERHEAD = 2 + POINTER_SIZE

@@ -35,7 +35,10 @@ SummaryEntry = Struct(
 SUMMARY_ENTRY_SIZE = 16
 assert SummaryEntry.sizeof() == SUMMARY_ENTRY_SIZE
 
-Summary = Struct("header" / SummaryHeader, "entries" / Array(lambda ctx: ctx.header.count, SummaryEntry))
+Summary = Struct(
+    "header" / SummaryHeader,
+    "entries" / Array(lambda ctx: ctx.header.count, SummaryEntry),  # one per payload block, in order
+)
 
 
 def max_entries(block_size: int) -> int:

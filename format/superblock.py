@@ -12,13 +12,13 @@ Superblock = Struct(
     "compat" / Int64ul,              # feature bits a reader may ignore
     "ro_compat" / Int64ul,           # unknown bits: mount read-only only
     "incompat" / Int64ul,            # unknown bits: refuse
-    "uuid" / Bytes(16),
+    "uuid" / Bytes(16),              # random at mkfs; identifies the device, never hashed
     "label" / Bytes(C.LABEL_MAX),    # UTF-8, NUL padded
     "segment_blocks" / Int32ul,      # blocks per segment
     "reserved0" / Int32ul,           # 0
     "device_blocks" / Int64ul,       # device size in blocks when formatted
     "first_segment_block" / Int64ul, # block number of segment 0
-    "segment_count" / Int64ul,
+    "segment_count" / Int64ul,       # segments in the segment area
     "checkpoint_slot_a" / Int64ul,   # block numbers of the checkpoint slots
     "checkpoint_slot_b" / Int64ul,
     "mirror_block" / Int64ul,        # block number of the mirror copy (last block)
