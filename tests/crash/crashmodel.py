@@ -266,6 +266,18 @@ def structural_problems(engine):
     return _Walker(engine).run()
 
 
+def data_problems(engine):
+    """Every data block the CA index lists is where it says, with the content it names."""
+    problems = []
+    for key, val in engine.ca_tree.scan():
+        paddr, _ref, kind = unpack_ca(val)
+        if kind != C.BLOCK_DATA:
+            continue
+        if not engine.log.valid_paddr(paddr) or data_hash(engine.dev.read(paddr)) != key:
+            problems.append(f"data block {bytes(key).hex()[:12]} is not at block {paddr}")
+    return problems
+
+
 class _Walker:
     def __init__(self, engine):
         self.e = engine
