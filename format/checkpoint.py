@@ -19,7 +19,7 @@ Checkpoint = Struct(
     "magic" / Const(C.CHECKPOINT_MAGIC),
     "seq" / Int64ul,                 # commit sequence number, 1 = mkfs; higher is newer
     "time_ns" / Int64ul,             # wall clock at commit
-    "roots" / RootSet,
+    "roots" / RootSet,               # system tree roots of this commit (roots.seq = seq)
     "log_segment" / Int64ul,         # segment holding the log head
     "log_offset" / Int64ul,          # next free block within it
     "next_unit_seq" / Int64ul,       # sequence number the next log unit gets

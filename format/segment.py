@@ -36,7 +36,7 @@ SUMMARY_ENTRY_SIZE = 16
 assert SummaryEntry.sizeof() == SUMMARY_ENTRY_SIZE
 
 Summary = Struct(
-    "header" / SummaryHeader,
+    "header" / SummaryHeader,        # count = number of entries
     "entries" / Array(lambda ctx: ctx.header.count, SummaryEntry),  # one per payload block, in order
 )
 

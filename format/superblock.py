@@ -19,8 +19,8 @@ Superblock = Struct(
     "device_blocks" / Int64ul,       # device size in blocks when formatted
     "first_segment_block" / Int64ul, # block number of segment 0
     "segment_count" / Int64ul,       # segments in the segment area
-    "checkpoint_slot_a" / Int64ul,   # block numbers of the checkpoint slots
-    "checkpoint_slot_b" / Int64ul,
+    "checkpoint_slot_a" / Int64ul,   # block number of checkpoint slot 0 (always 1)
+    "checkpoint_slot_b" / Int64ul,   # block number of checkpoint slot 1 (always 2)
     "mirror_block" / Int64ul,        # block number of the mirror copy (last block)
     "created_ns" / Int64ul,          # creation time, ns since the epoch
     "hash_algo" / Int8ul,            # 1 = blake3-256
