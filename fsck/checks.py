@@ -22,6 +22,7 @@ from ..checkpoint import read_slots
 from ..device import Device
 from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError, UsageError
 from ..format import constants as C
+from ..format.checkpoint import CHECKPOINT_SIZE
 from ..format.checksum import data_hash
 from ..format.items import unpack_ca, unpack_snap, unpack_usage
 from ..format.node import value_has_pointer
@@ -246,9 +247,13 @@ class Checker:
         # A commit interrupted while writing its slot leaves the slot after `newest` with
         # the new seq at one end and the overwritten one (newest - 1) at the other: that is
         # the normal state after a crash, not damage (the commit never happened).
-        head, tail = int.from_bytes(raw[8:16], "little"), int.from_bytes(raw[-8:], "little")
-        if (raw[:8] == C.CHECKPOINT_MAGIC and newest and i == (newest + 1) % 2
-                and {head, tail} == {newest + 1, newest - 1}):
+        # (A slot never written counts as holding checkpoint 0.)
+        if raw[:8] == C.CHECKPOINT_MAGIC:
+            head = int.from_bytes(raw[8:16], "little")
+        else:
+            head = None if any(raw[:CHECKPOINT_SIZE]) else 0
+        tail = int.from_bytes(raw[-8:], "little")
+        if newest and i == (newest + 1) % 2 and {head, tail} == {newest + 1, newest - 1}:
             self.note(f"slot {i}: checkpoint {newest + 1} was torn by an interrupted commit ({exc}); "
                       f"checkpoint {newest} stands")
             return
