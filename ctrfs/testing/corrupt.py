@@ -15,7 +15,7 @@ import stat
 from ..device import MemoryDevice
 from ..engine import Engine
 from ..format import constants as C
-from ..format.checkpoint import decode_checkpoint
+from ..format.checkpoint import CHECKPOINT_SIZE, decode_checkpoint
 from ..format.items import dirent_key, fs_key, pack_dirent, pack_inode, unpack_inode
 from ..format.segment import SUMMARY_ENTRY_SIZE, SUMMARY_HEADER_SIZE, decode_summary
 from ..format.superblock import SUPERBLOCK_SIZE, decode_superblock, encode_superblock
@@ -23,14 +23,17 @@ from ..format.superblock import SUPERBLOCK_SIZE, decode_superblock, encode_super
 HOWS = ("zeroes", "ones", "bit", "random")
 
 
-def sample_image(size=8 << 20, *, segment_blocks=16, files=150, seed=0):
+def sample_image(size=8 << 20, *, segment_blocks=16, files=150, seed=0, compressible=False):
     """A small populated file system: nested directories, files of one and several blocks
     (shared blocks included), hardlinks, xattrs, a symlink, an image "img" and further
-    changes after it.  Returns the device bytes."""
+    changes after it.  Returns the device bytes.  compressible: file contents are text
+    (for images kept xz-compressed in the repository)."""
     from ..filesystem import FileSystem
     from ..mkfs.geometry import make_filesystem
 
     rnd = random.Random(seed)
+    if compressible:
+        rnd.randbytes = lambda n: (b"line %d of a text file\n" % rnd.randrange(1000) * (n // 20 + 1))[:n]
     dev = MemoryDevice(bytearray(size))
     engine = make_filesystem(dev, segment_blocks=segment_blocks)
     fs = FileSystem(engine, C.DEFAULT_TREE_NAME)
@@ -172,8 +175,8 @@ def set_superblock_field(img, field, value, *, mirror=False):
 
 
 def corrupt_checkpoint(img, slot, how, *, seed=0):
-    """Damage the record of one slot (its first 768 bytes hold everything that counts)."""
-    return f"slot {slot}: " + damage(img, slot_offset(img, slot), 768, how, seed)
+    """Damage the CRC-covered record of one slot (and its CRC)."""
+    return f"slot {slot}: " + damage(img, slot_offset(img, slot), CHECKPOINT_SIZE - 4, how, seed)
 
 
 def tear_checkpoint(img, slot):
@@ -197,8 +200,13 @@ def corrupt_node(img, kind, how, index=0, *, level=None, part="payload", name=C.
 
 
 def corrupt_summary(img, how, index=0, *, seed=0):
-    off, count = summary_offsets(img)[index]
-    return "summary: " + damage(img, off, SUMMARY_HEADER_SIZE + count * SUMMARY_ENTRY_SIZE, how, seed)
+    """Damage the summary of the index-th log unit that holds live blocks."""
+    bs = block_size(img)
+    live = live_blocks(img)
+    units = [(off, n) for off, n in summary_offsets(img) if any(off // bs + 1 + i in live for i in range(n))]
+    off, count = units[index % len(units)]
+    return f"summary at block {off // bs}: " + damage(img, off, SUMMARY_HEADER_SIZE + count * SUMMARY_ENTRY_SIZE,
+                                                      how, seed)
 
 
 def live_blocks(img):
