@@ -55,6 +55,8 @@ class FileData:
     # ---- writing -----------------------------------------------------------------------
     def write(self, ind, offset, data):
         """Write data at offset; updates ind.size / inline (caller stores the inode)."""
+        if not data:               # POSIX: a zero-length write changes nothing, not even the size
+            return
         end = offset + len(data)
         if ind.is_inline or (ind.size == 0 and not self._has_blocks(ind)):
             if end <= C.INLINE_MAX:

@@ -161,11 +161,11 @@ class FileSystem:
         self._w()
         check_name(name)
         ind = self.inodes.get(ino)
+        pdir = self._dir(parent)
+        if self._entry(parent, name) is not None:   # Linux looks up the new name first
+            raise FsError(errno.EEXIST)
         if ind.is_dir:
             raise FsError(errno.EPERM)
-        pdir = self._dir(parent)
-        if self._entry(parent, name) is not None:
-            raise FsError(errno.EEXIST)
         ind.nlink += 1
         ind.touch()
         self.inodes.put(ind)
@@ -247,18 +247,21 @@ class FileSystem:
         src = self.inodes.get(self.lookup(p1, n1))
         self._dir(p2)
         dst_e = self._entry(p2, n2)
+        # The checks in the order Linux's renameat2 makes them.
+        if flags & RENAME_NOREPLACE and dst_e is not None:
+            raise FsError(errno.EEXIST)
+        if flags & RENAME_EXCHANGE and dst_e is None:
+            raise FsError(errno.ENOENT)
+        dst = self.inodes.get(dst_e[0]) if dst_e is not None else None
         if src.is_dir and self._is_ancestor(src.ino, p2):
             raise FsError(errno.EINVAL)
+        if dst is not None and dst.is_dir and self._is_ancestor(dst.ino, p1):
+            raise FsError(errno.EINVAL if flags & RENAME_EXCHANGE else errno.ENOTEMPTY)
+        if dst is not None and dst.ino == src.ino:
+            return                      # two names of one inode: nothing to do
         if flags & RENAME_EXCHANGE:
-            if dst_e is None:
-                raise FsError(errno.ENOENT)
-            return self._exchange(p1, n1, src, p2, n2, self.inodes.get(dst_e[0]))
-        if dst_e is not None:
-            if flags & RENAME_NOREPLACE:
-                raise FsError(errno.EEXIST)
-            if dst_e[0] == src.ino:
-                return
-            dst = self.inodes.get(dst_e[0])
+            return self._exchange(p1, n1, src, p2, n2, dst)
+        if dst is not None:
             if dst.is_dir:
                 if not src.is_dir:
                     raise FsError(errno.EISDIR)
@@ -283,8 +286,6 @@ class FileSystem:
         self.inodes.put(src)
 
     def _exchange(self, p1, n1, a, p2, n2, b):
-        if b.is_dir and self._is_ancestor(b.ino, p1):
-            raise FsError(errno.EINVAL)
         self._add_entry(p1, n1, b.ino, b.mode)
         self._add_entry(p2, n2, a.ino, a.mode)
         if p1 != p2:
