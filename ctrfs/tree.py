@@ -195,6 +195,11 @@ class Tree:
             if path:
                 parent, i = path.pop()
                 appending = appending and i == len(parent.keys) - 1
+                if i == 0 and parent.keys[0] > node.keys[0]:
+                    # Key 0 is not routed on, so it may be stale (above keys inserted
+                    # since): lower it, or the separators put after it break the order.
+                    parent.nbytes += len(node.keys[0]) - len(parent.keys[0])
+                    parent.keys[0] = node.keys[0]
                 parent.keys[i + 1:i + 1] = [p.keys[0] for p in pieces[1:]]
                 parent.vals[i + 1:i + 1] = pieces[1:]
                 parent.nbytes += sum(len(p.keys[0]) + INTERNAL_ITEM_OVERHEAD for p in pieces[1:])
