@@ -81,14 +81,15 @@ class BlockStore:
             raise CorruptError(f"block pointer {paddr} outside the segment area")
         return self.dev.read(paddr)
 
-    def _located(self, paddr, h, check):
+    def _located(self, paddr, h, check, indexed=True):
         """Read the block a pointer names: the paddr is a hint, the hash decides.  A miss
-        is looked up in the CA index (the cleaner moves blocks without touching parents)."""
+        is looked up in the CA index (the cleaner moves blocks without touching parents);
+        system nodes are not in it (indexed=False): their paddr is exact."""
         raw = self.read_raw(paddr)
         got = check(raw)
         if got == h:
             return raw, got
-        e = self.ca.get(h) if self.ca is not None else None
+        e = self.ca.get(h) if self.ca is not None and indexed else None
         if e is not None and e[0] != paddr:
             self.stats["hint_misses"] += 1
             raw = self.read_raw(e[0])
@@ -114,7 +115,8 @@ class BlockStore:
             decoded[:] = [(level, keys, vals)]
             return encode_node(tree, level, gen, keys, vals, self.block_size)[1]
 
-        self._located(paddr, h, check)
+        # A damaged CA node must not be looked up in the CA index: that recursed forever.
+        self._located(paddr, h, check, indexed=kind == C.TREE_FS)
         return self._remember(h, decoded[0])
 
     def _remember(self, h, node):
