@@ -67,9 +67,9 @@ def _fact(key, val):
             raise CorruptError(f"directory {ino}: malformed entry key")
         name = sub[8:]
         if int.from_bytes(sub[:8], "big") != name_hash(name):
-            raise CorruptError(f"directory {ino}: entry {name!r} filed under a wrong name hash")
+            raise CorruptError(f"directory {ino}: entry {show(name)} filed under a wrong name hash")
         if name != DOTDOT and (len(name) > C.NAME_MAX or b"/" in name or b"\0" in name or name == b"."):
-            raise CorruptError(f"directory {ino}: bad entry name {name!r}")
+            raise CorruptError(f"directory {ino}: bad entry name {show(name)}")
         target, dtype = unpack_dirent(val)
         return (F_DOTDOT if name == DOTDOT else F_DIRENT, ino, name, target, dtype)
     if item == C.ITEM_BLOCK:
@@ -113,6 +113,11 @@ class Namespace:
                 self.next_ino = f[1]
             else:
                 self.bad.append((f[1], f[2]))
+
+
+def show(name):
+    """A name for a message: text where it is UTF-8, escapes where not."""
+    return "'" + name.decode("utf-8", "backslashreplace") + "'"
 
 
 def _dtype(mode):
@@ -208,18 +213,18 @@ class Planner:
             parent = self.inodes.get(d)
             if parent is None or not _is_dir(parent[0]):
                 what = "missing inode" if parent is None else "non-directory"
-                if self.report("check_orphans", "namespace", f"entry {name!r} in {what} {d}"):
+                if self.report("check_orphans", "namespace", f"entry {show(name)} in {what} {d}"):
                     self._del_entry(d, name)
                 continue
             target = self.inodes.get(ino)
             if target is None:
                 if self.report("check_orphans", "namespace",
-                               f"directory {d}: entry {name!r} names missing inode {ino}"):
+                               f"directory {d}: entry {show(name)} names missing inode {ino}"):
                     self._del_entry(d, name)
                 continue
             want = _dtype(target[0][0])
             if dtype != want and self.report("check_directories", "inode",
-                                             f"directory {d}: entry {name!r} has type {dtype}, inode {ino} "
+                                             f"directory {d}: entry {show(name)} has type {dtype}, inode {ino} "
                                              f"is type {want}"):
                 self._put_entry(d, name, ino, want)
         for d in sorted(self.dotdot):

@@ -28,7 +28,7 @@ from ..format.superblock import encode_superblock
 from ..tree import Tree
 from .checks import Checker, FsckResult, Problem
 from .namespace import ALL_KINDS, SAFE_KINDS
-from .walk import NodeInfo
+from .walk import BadNode, NodeInfo
 
 log = logging.getLogger("ctrfs.fsck")
 MAX_ROUNDS = 4
@@ -51,16 +51,21 @@ def repair_device(dev, checker, mode, *, verify_data=False, progress=None):
         todo = [p for p in checker.problems if p.repair in allowed]
         if checker.cp is None or not (todo or fell_back):
             break
-        fell_back = False      # the commit below makes the older checkpoint the newest
         log.info("Repairing %d problems at checkpoint %d", len(todo), checker.cp["seq"])
         try:
-            Repair(dev, checker, allowed).run()
+            committed = Repair(dev, checker, allowed).run(force=fell_back)
         except CtrfsError as exc:
             checker.problems.append(Problem("repair", f"repair failed: {exc}"))
             changed = True
             break
+        fell_back = False      # the commit made the older checkpoint the newest
+        if not committed:
+            break              # what is left needs a repair this mode does not make
         changed = True
+        before = set(checker.problems)
         checker = Checker(dev, verify_data=verify_data).run()
+        if set(checker.problems) == before:
+            break
     remaining = list(checker.problems)
     code = (1 if changed else 0) | (4 if remaining else 0)
     return FsckResult(found, remaining, code, notes + checker.notes, fixed=changed,
@@ -113,12 +118,14 @@ class Repair:
     def may(self, kind):
         return kind in self.allowed and kind in self.kinds
 
-    def run(self):
+    def run(self, force=False):
+        """Make the repairs and commit them; False when there was nothing to commit."""
         ck = self.ck
         engine, usage_lost = open_engine(self.dev, ck)
         self.engine = engine
         engine.clean_below = 0          # no cleaner on a damaged device: repairs only
         self.log = engine.log
+        opened_dirty = set(self.log.dirty)    # the engine marks pinned-count changes at open
         try:
             self.fix_usage(rebuild=usage_lost or bool(ck.bad_sys.get(C.TREE_USAGE)) or self.usage_undescribed())
             self.new_ca = self.target_index()
@@ -126,7 +133,13 @@ class Repair:
             self.relocate_undescribed()
             self.fix_index()
             self.fix_fs_trees()
+            # A bad checkpoint slot or checkpoint counters are put right by any commit.
+            force = force or bool(self.kinds & {"checkpoint", "usage"} & self.allowed)
+            if not (force or self.log.dirty - opened_dirty or engine.ca.delta or engine.open_trees or self.moved
+                    or self.rebuilt):
+                return False
             engine.commit()
+            return True
         finally:
             engine.log.close()
 
@@ -187,6 +200,12 @@ class Repair:
                 paddr = ck.locate(digest, kind)
             if paddr is not None:
                 new[digest] = [paddr, refs, kind]
+        if "salvage" not in self.allowed and any(isinstance(i, BadNode) for i in ck.fs_nodes.values()):
+            # Unreadable nodes may hold references nobody can count: lower no refcount and
+            # free nothing until -y rebuilds their trees.
+            for digest, old in ck.ca.items():
+                e = new.setdefault(digest, list(old))
+                e[1] = max(e[1], old[1])
         return new
 
     def fix_index(self):
@@ -222,8 +241,10 @@ class Repair:
 
     # ---- 3. system trees -----------------------------------------------------------------------------
     def rebuild_system_trees(self):
-        ck, engine, lg = self.ck, self.engine, self.log
+        ck, engine = self.ck, self.engine
+        self.rebuilt = False
         if ck.bad_sys.get(C.TREE_SNAP) and "salvage" in self.allowed:
+            self.rebuilt = True
             tree = Tree(engine.store, C.TREE_SNAP, None)
             items = sorted((name, self.snap_value(name)) for name in ck.snapshots)
             if items:
@@ -231,6 +252,7 @@ class Repair:
             self.drop_old_nodes(C.TREE_SNAP)
             engine.snaps = tree
         if ck.bad_sys.get(C.TREE_REMAP) and "salvage" in self.allowed:
+            self.rebuilt = True
             self.drop_old_nodes(C.TREE_REMAP)
             engine.remap = Tree(engine.store, C.TREE_REMAP, None)
 
@@ -276,8 +298,10 @@ class Repair:
                 self.moved.add(digest)      # fix_index moves the live count off the old block
             elif paddr in sys_nodes:
                 kind, level, key = sys_nodes[paddr]
-                if kind != C.TREE_USAGE and trees[kind].root is not None and not (kind == C.TREE_CA and ck.bad_sys.get(C.TREE_CA)):
-                    trees[kind].touch(key, level)
+                rebuilding = kind == C.TREE_CA and ck.bad_sys.get(C.TREE_CA)
+                if kind != C.TREE_USAGE and trees[kind].root is not None and not rebuilding:
+                    trees[kind].touch(key, level)     # rewritten at the commit
+                    self.rebuilt = True
 
     # ---- 5. FS trees --------------------------------------------------------------------------------------
     def fix_fs_trees(self):

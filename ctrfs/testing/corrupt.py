@@ -13,12 +13,12 @@ import random
 import stat
 
 from ..device import MemoryDevice
-from ..engine import Engine
+from ..engine import Engine, read_superblock
 from ..format import constants as C
 from ..format.checkpoint import CHECKPOINT_SIZE, decode_checkpoint
 from ..format.items import dirent_key, fs_key, pack_dirent, pack_inode, unpack_inode
 from ..format.segment import SUMMARY_ENTRY_SIZE, SUMMARY_HEADER_SIZE, decode_summary
-from ..format.superblock import SUPERBLOCK_SIZE, decode_superblock, encode_superblock
+from ..format.superblock import SUPERBLOCK_SIZE, encode_superblock
 
 HOWS = ("zeroes", "ones", "bit", "random")
 
@@ -79,7 +79,8 @@ def damage(img, offset, length, how, seed=0):
 
 
 def superblock(img):
-    return decode_superblock(bytes(img[:SUPERBLOCK_SIZE]))
+    """The primary superblock, or the mirror when the primary is already damaged."""
+    return read_superblock(MemoryDevice(img, readonly=True))
 
 
 def block_size(img):
