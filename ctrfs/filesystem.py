@@ -7,7 +7,7 @@ import time
 from .errors import FsError
 from .files import FileData
 from .format import constants as C
-from .format.items import dirent_key, fs_key, name_hash, pack_dirent, unpack_dirent
+from .format.items import dirent_key, fs_key, name_hash, pack_dirent, unpack_dirent, unpack_inode
 from .inodes import Inode, InodeTable, orphan_key
 from .format.node import max_item
 
@@ -28,9 +28,14 @@ def init_tree(tree):
 
 
 def check_name(name):
+    """A name to create; "." and ".." exist already (EEXIST, as Linux's mkdir says)."""
     if len(name) > C.NAME_MAX:
         raise FsError(errno.ENAMETOOLONG)
-    if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+    if not name:
+        raise FsError(errno.ENOENT)
+    if name in (b".", DOTDOT):
+        raise FsError(errno.EEXIST)
+    if b"/" in name or b"\0" in name:
         raise FsError(errno.EINVAL)
 
 
@@ -39,7 +44,9 @@ class FileSystem:
         self.engine = engine
         self.name = name
         self.tree = engine.tree(name)
-        self.writable = writable and not engine.readonly
+        # an image is immutable: only a writable tree's commit ever stores changes
+        self.writable = (writable and not engine.readonly
+                         and engine.snapshot(name)["kind"] == C.SNAP_WRITABLE)
         self.inodes = InodeTable(self.tree)
         self.data = FileData(self.tree, engine.store, engine.block_size, dirty_limit)
         self.open_count = {}          # ino -> open handles (an unlinked open file lives on)
@@ -56,6 +63,13 @@ class FileSystem:
         ind = self.inodes.get(ino)
         if not ind.is_dir:
             raise FsError(errno.ENOTDIR)
+        return ind
+
+    def _live_dir(self, ino):
+        """A directory to add a name to: not one removed while still open (Linux: ENOENT)."""
+        ind = self._dir(ino)
+        if ind.nlink == 0:
+            raise FsError(errno.ENOENT)
         return ind
 
     def _entry(self, parent, name):
@@ -113,7 +127,7 @@ class FileSystem:
     def _create(self, parent, name, mode, uid, gid, rdev=0):
         self._w()
         check_name(name)
-        pdir = self._dir(parent)
+        pdir = self._live_dir(parent)
         if self._entry(parent, name) is not None:
             raise FsError(errno.EEXIST)
         now = time.time_ns()
@@ -161,7 +175,7 @@ class FileSystem:
         self._w()
         check_name(name)
         ind = self.inodes.get(ino)
-        pdir = self._dir(parent)
+        pdir = self._live_dir(parent)
         if self._entry(parent, name) is not None:   # Linux looks up the new name first
             raise FsError(errno.EEXIST)
         if ind.is_dir:
@@ -209,6 +223,8 @@ class FileSystem:
         self._w()
         if name == b".":
             raise FsError(errno.EINVAL)
+        if name == DOTDOT:
+            raise FsError(errno.ENOTEMPTY)
         ino = self.lookup(parent, name)
         ind = self.inodes.get(ino)
         if not ind.is_dir:
@@ -241,11 +257,17 @@ class FileSystem:
 
     def rename(self, p1, n1, p2, n2, flags=0):
         self._w()
-        check_name(n2)
         if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
             raise FsError(errno.EINVAL)
+        if len(n1) > C.NAME_MAX or len(n2) > C.NAME_MAX:
+            raise FsError(errno.ENAMETOOLONG)
+        if n1 in (b".", DOTDOT):
+            raise FsError(errno.EBUSY)
+        if n2 in (b".", DOTDOT):
+            raise FsError(errno.EEXIST if flags & RENAME_NOREPLACE else errno.EBUSY)
+        check_name(n2)
         src = self.inodes.get(self.lookup(p1, n1))
-        self._dir(p2)
+        self._live_dir(p2)
         dst_e = self._entry(p2, n2)
         # The checks in the order Linux's renameat2 makes them.
         if flags & RENAME_NOREPLACE and dst_e is not None:
@@ -325,17 +347,19 @@ class FileSystem:
         if self.writable and self.inodes.exists(ino) and self.inodes.get(ino).nlink == 0:
             self._free(ino)
 
-    def read(self, ino, offset, size):
+    def _reg(self, ino):
+        """A regular file's inode (devices, FIFOs and symlinks hold no file data here)."""
         ind = self.inodes.get(ino)
-        if ind.is_dir:
-            raise FsError(errno.EISDIR)
-        return self.data.read(ind, offset, size)
+        if not ind.is_reg:
+            raise FsError(errno.EISDIR if ind.is_dir else errno.EINVAL)
+        return ind
+
+    def read(self, ino, offset, size):
+        return self.data.read(self._reg(ino), offset, size)
 
     def write(self, ino, offset, data):
         self._w()
-        ind = self.inodes.get(ino)
-        if ind.is_dir:
-            raise FsError(errno.EISDIR)
+        ind = self._reg(ino)
         self.data.write(ind, offset, data)
         ind.touch(m=True)
         self.inodes.put(ind)
@@ -394,7 +418,21 @@ class FileSystem:
     def commit(self, image=None):
         """Flush and checkpoint; image=NAME also keeps this state as an immutable image."""
         self.data.flush()
-        self.engine.commit(snapshot=(self.name, image) if image else None)
+        if image:
+            self.engine.commit(snapshot=(self.name, image), totals=self.totals())
+        else:
+            self.engine.commit()
+
+    def totals(self):
+        """(sum of regular file sizes, inode count), by one scan of the tree."""
+        size = count = 0
+        for key, val in self.tree.scan():
+            if key[8] == C.ITEM_INODE:
+                count += 1
+                fields, _inline = unpack_inode(val)
+                if stat.S_ISREG(fields[0]):
+                    size += fields[5]
+        return size, count
 
     def statfs(self):
         log = self.engine.log
