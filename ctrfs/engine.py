@@ -108,7 +108,8 @@ class Engine:
             self.open_trees[name] = t
         return t
 
-    def create_tree(self, name, root=None, kind=C.SNAP_WRITABLE, parent_name=b"", parent_root=None):
+    def create_tree(self, name, root=None, kind=C.SNAP_WRITABLE, parent_name=b"", parent_root=None,
+                    logical_bytes=0, inodes=0):
         """A new snapshot entry holding `root` (an FS tree pointer, or empty)."""
         check_snap_name(name)
         if self.snaps.get(name) is not None:
@@ -116,7 +117,8 @@ class Engine:
         root = root or NULL_POINTER
         if root[0]:
             self.ca.incref(root[1])
-        self.snaps.put(name, pack_snap(kind, time.time_ns(), root, parent_root or bytes(32), 0, 0, parent_name))
+        self.snaps.put(name, pack_snap(kind, time.time_ns(), root, parent_root or bytes(32),
+                                       logical_bytes, inodes, parent_name))
 
     def clone(self, src, dst, kind=C.SNAP_WRITABLE):
         """dst shares every block of src (src must be committed: it is read from the table)."""
@@ -137,9 +139,10 @@ class Engine:
         self.open_trees.pop(name, None)
 
     # ---- commit ------------------------------------------------------------------------------
-    def commit(self, snapshot=None):
+    def commit(self, snapshot=None, totals=(0, 0)):
         """Make everything durable in one checkpoint.  snapshot=(tree, image) also records
-        the committed state of writable tree `tree` as immutable image `image`."""
+        the committed state of writable tree `tree` as immutable image `image`, with
+        totals=(logical bytes, inodes) for the listing."""
         if self.readonly:
             raise UsageError("device is open read-only")
         if self.failed is not None:
@@ -150,14 +153,14 @@ class Engine:
             if self.snapshot(snapshot[1]) is not None:
                 raise UsageError(f"an image named {snapshot[1].decode(errors='replace')!r} exists")
         try:
-            self._commit(snapshot)
+            self._commit(snapshot, totals)
         except BaseException as exc:
             # Memory may now be half way through a commit: refuse to go on from it.  The
             # device still holds the last checkpoint intact.
             self.failed = exc
             raise
 
-    def _commit(self, snapshot):
+    def _commit(self, snapshot, totals):
         seq = self.seq + 1
         self.log.commit_seq = seq
         if self.log.free_count() < self.clean_below:
@@ -179,7 +182,7 @@ class Engine:
             src, dst = snapshot
             e = self.snapshot(src)
             self.create_tree(dst, e["root"], C.SNAP_IMAGE, parent_name=e["parent_name"],
-                             parent_root=e["parent_root"])
+                             parent_root=e["parent_root"], logical_bytes=totals[0], inodes=totals[1])
             self._set_root(src, e["root"], parent=dst)
         for h in drops:
             self.ca.decref(h)
