@@ -16,29 +16,19 @@ What is checked against what (spec/DESIGN.md has the why):
   records, malformed items; with verify_data, the blake3 of every data block."""
 import logging
 
-import numpy as np
-
 from ..checkpoint import read_slots
 from ..device import Device
-from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError, UsageError
+from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError
 from ..format import constants as C
 from ..format.checkpoint import CHECKPOINT_SIZE
-from ..format.checksum import data_hash
-from ..format.items import unpack_ca, unpack_snap, unpack_usage
-from ..format.node import value_has_pointer
-from ..format.segment import decode_summary
 from ..format.superblock import SUPERBLOCK_SIZE, decode_superblock
 from ..segments import SegmentLog
 from .namespace import ALL_KINDS, Namespace, parse_leaf, plan
-from .walk import BadNode, NodeInfo, NodeReader, walk_tree
+from .space import SpaceChecks
+from .trees import TreeChecks
+from .walk import NodeReader
 
 log = logging.getLogger("ctrfs.fsck")
-
-KIND_NAMES = {C.BLOCK_DATA: "data", C.BLOCK_NODE: "node", C.BLOCK_SYSNODE: "system node"}
-SYSTEM_TREES = ((C.TREE_SNAP, "snap_root", "snapshot table", "salvage"),
-                (C.TREE_CA, "ca_root", "content-address index", "refcount"),
-                (C.TREE_USAGE, "usage_root", "segment usage table", "usage"),
-                (C.TREE_REMAP, "remap_root", "inode remap table", "salvage"))
 
 
 class Problem(tuple):
@@ -64,11 +54,7 @@ class NullProgress:
         pass
 
 
-def short(h):
-    return h.hex()[:16]
-
-
-class Checker:
+class Checker(TreeChecks, SpaceChecks):
     def __init__(self, dev, *, verify_data=False, progress=None, slot=None, sb=None):
         self.dev = dev
         self.verify_data = verify_data
@@ -228,19 +214,21 @@ class Checker:
     def _cp_sanity(self, slot, cp):
         sb = self.sb
         if cp["seq"] % 2 != slot:
-            return f"checkpoint {cp['seq']} in slot {slot}, where only {'odd' if slot else 'even'} ones belong"
+            parity = "odd" if slot else "even"
+            return f"checkpoint {cp['seq']} in slot {slot}, where only {parity} ones belong"
         if cp["roots"]["seq"] != cp["seq"]:
             return f"checkpoint {cp['seq']}: root set is from commit {cp['roots']['seq']}"
         if cp["log_segment"] >= sb["segment_count"] or cp["log_offset"] > sb["segment_blocks"]:
-            return f"checkpoint {cp['seq']}: log head {cp['log_segment']}:{cp['log_offset']} outside the device"
+            return (f"checkpoint {cp['seq']}: log head {cp['log_segment']}:{cp['log_offset']} "
+                    "outside the device")
         return None
 
     def _classify_slot(self, i, exc, newest):
         raw = self.dev.read(C.CHECKPOINT_SLOTS[i])
         if not any(raw):
             if newest >= 2:
-                self.problem("check_checkpoints", f"slot {i} is empty, but checkpoint {newest} is not the first",
-                             "checkpoint")
+                self.problem("check_checkpoints",
+                             f"slot {i} is empty, but checkpoint {newest} is not the first", "checkpoint")
             else:
                 self.note(f"slot {i} never written (new file system)")
             return
@@ -258,288 +246,6 @@ class Checker:
                       f"checkpoint {newest} stands")
             return
         self.problem("check_checkpoints", f"slot {i}: {exc}", "checkpoint")
-
-    # ---- system trees ---------------------------------------------------------------------------
-    def check_system_trees(self):
-        log.info("Checking system trees")
-        self.progress.pass_("system trees")
-        roots = self.cp["roots"]
-        for kind, field, name, repair in SYSTEM_TREES:
-            ptr = (roots[field]["paddr"], roots[field]["hash"])
-            self.bad_sys[kind] = 0
-            if ptr[0] == 0:
-                continue
-
-            def problem(msg, name=name, repair=repair, kind=kind):
-                self.bad_sys[kind] += 1
-                self.problem("check_system_trees", f"{name}: {msg}", repair)
-
-            def visit(p, info, first, kind=kind):
-                self.progress.update()
-                if isinstance(info, NodeInfo):
-                    self.sysnodes.append((kind, info.paddr, p[1], info.level, bytes(info.keys[0])))
-
-            for leaf in walk_tree(self.reader, kind, ptr, visit=visit, problem=problem)[0]:
-                for key, val in zip(leaf.keys, leaf.vals):
-                    try:
-                        self._system_item(kind, bytes(key), bytes(val))
-                    except (CorruptError, UsageError) as exc:
-                        problem(f"item {bytes(key).hex()[:40]}: {exc}")
-        self.note(f"{len(self.snapshots)} snapshots, {len(self.ca)} content-address entries, "
-                  f"{len(self.sysnodes)} system tree nodes")
-
-    def _system_item(self, kind, key, val):
-        if kind == C.TREE_SNAP:
-            if not key or len(key) > C.SNAP_NAME_MAX or b"\0" in key:
-                raise CorruptError(f"bad snapshot name {key!r}")
-            self.snapshots[key] = unpack_snap(val)
-        elif kind == C.TREE_CA:
-            if len(key) != C.HASH_SIZE:
-                raise CorruptError(f"key of {len(key)} bytes")
-            paddr, ref, bkind = unpack_ca(val)
-            if bkind not in (C.BLOCK_DATA, C.BLOCK_NODE):
-                raise CorruptError(f"block kind {bkind}")
-            if not self.log.valid_paddr(paddr):
-                raise CorruptError(f"block address {paddr} outside the segment area")
-            self.ca[key] = [paddr, ref, bkind]
-        elif kind == C.TREE_USAGE:
-            segno = int.from_bytes(key, "big")
-            if len(key) != 8 or segno >= self.log.nsegs:
-                raise CorruptError(f"segment {segno} out of range")
-            entry = unpack_usage(val)
-            if entry[0] not in C.SEG_STATES:
-                raise CorruptError(f"segment {segno}: state {entry[0]}")
-            self.usage_table[segno] = entry
-        elif len(key) != 16 or len(val) != 16:
-            raise CorruptError("malformed remap entry")
-
-    # ---- FS trees -------------------------------------------------------------------------------
-    def roots(self):
-        """root hash -> (root pointer, [snapshot names]) of the non-empty FS trees."""
-        out = {}
-        for name, e in sorted(self.snapshots.items()):
-            if e["root"][0]:
-                out.setdefault(e["root"][1], (e["root"], []))[1].append(name)
-        return out
-
-    def check_fs_trees(self):
-        log.info("Checking FS trees")
-        nodes = sum(1 for e in self.ca.values() if e[2] == C.BLOCK_NODE)
-        self.progress.pass_("FS trees", nodes or None)
-        for digest, (ptr, names) in self.roots().items():
-            self._ref(digest, C.BLOCK_NODE, len(names))
-        for name, e in sorted(self.snapshots.items()):
-            if not e["root"][0]:
-                self.tree_leaves.setdefault(e["root"][1], [])
-        locate = lambda h: self.ca[h][0] if h in self.ca else None  # noqa: E731
-        for digest, (ptr, names) in self.roots().items():
-            label = "tree " + ", ".join(n.decode(errors="replace") for n in names)
-            problem = lambda msg, label=label: self.problem("check_fs_trees", f"{label}: {msg}", "salvage")  # noqa: E731
-            self.tree_leaves[digest], self.tree_bad[digest] = walk_tree(
-                self.reader, C.TREE_FS, ptr, seen=self.fs_nodes, locate=locate, visit=self._fs_visit,
-                problem=problem)
-        bad = sum(1 for i in self.fs_nodes.values() if isinstance(i, BadNode))
-        self.note(f"{len(self.fs_nodes)} distinct FS tree nodes, {bad} unreadable")
-
-    def _ref(self, digest, kind, n=1):
-        self.refs[digest] = self.refs.get(digest, 0) + n
-        have = self.ref_kind.setdefault(digest, kind)
-        if have != kind:
-            self.problem("check_pointers", f"block {short(digest)} is pointed at both as "
-                         f"{KIND_NAMES[have]} and as {KIND_NAMES[kind]}", "salvage")
-
-    def _fs_visit(self, ptr, info, first):
-        if not first:
-            return
-        self.progress.update()
-        if isinstance(info, BadNode):
-            return
-        if info.level > 0:
-            for paddr, digest in info.vals:
-                self._ref(digest, C.BLOCK_NODE)
-                self._hint(digest, paddr)
-            return
-        for key, val in zip(info.keys, info.vals):
-            if value_has_pointer(C.TREE_FS, key) and len(val) == 40:
-                digest = bytes(val[8:40])
-                self._ref(digest, C.BLOCK_DATA)
-                self._hint(digest, int.from_bytes(val[:8], "little"))
-
-    def _hint(self, digest, paddr):
-        e = self.ca.get(digest)
-        if e is not None and e[0] != paddr:
-            self.stale_hints += 1
-        self.data_hints.setdefault(digest, paddr)
-
-    # ---- pointers and reference counts ------------------------------------------------------------
-    def check_pointers(self):
-        log.info("Checking block pointers")
-        for digest, kind in sorted(self.ref_kind.items()):
-            e = self.ca.get(digest)
-            what = f"{KIND_NAMES[kind]} block {short(digest)} ({self.refs[digest]} references)"
-            if e is None:
-                if self.bad_sys.get(C.TREE_CA):
-                    repair = "refcount"   # the CA index is being rebuilt from what is found
-                else:
-                    repair = "refcount" if self.locate(digest, kind) is not None else "salvage"
-                self.problem("check_pointers", f"{what} is not in the content-address index", repair)
-                continue
-            if e[2] != kind:
-                self.problem("check_pointers", f"{what}: the index says it is {KIND_NAMES.get(e[2], e[2])}",
-                             "refcount")
-                continue
-            info = self.fs_nodes.get(digest) if kind == C.BLOCK_NODE else None
-            if isinstance(info, NodeInfo) and info.paddr != e[0]:
-                self.problem("check_pointers", f"{what}: the index says block {e[0]}, the node is at block "
-                             f"{info.paddr}", "refcount")
-        if self.stale_hints:
-            self.note(f"{self.stale_hints} pointers carry a stale block address hint (moved by the cleaner)")
-
-    def locate(self, digest, kind):
-        """Where a block with this hash is, when the CA index does not say: the pointer hint."""
-        if kind == C.BLOCK_NODE:
-            info = self.fs_nodes.get(digest)
-            return info.paddr if isinstance(info, NodeInfo) else None
-        paddr = self.data_hints.get(digest)
-        try:
-            if paddr is not None and data_hash(self.reader.read_block(paddr)) == digest:
-                return paddr
-        except CorruptError:
-            pass
-        return None
-
-    def check_refcounts(self):
-        log.info("Checking reference counts")
-        incomplete = any(isinstance(i, BadNode) for i in self.fs_nodes.values())
-        skipped = 0
-        for digest, (paddr, ref, kind) in sorted(self.ca.items()):
-            want = self.refs.get(digest, 0)
-            if want == ref:
-                continue
-            if incomplete and want < ref:
-                skipped += 1     # unreadable nodes may hold the missing references
-                continue
-            what = f"{KIND_NAMES[kind]} block {short(digest)} at {paddr}"
-            if want == 0:
-                self.problem("check_refcounts", f"{what}: refcount {ref}, but nothing references it (leaked)",
-                             "refcount")
-            else:
-                self.problem("check_refcounts", f"{what}: refcount {ref}, found {want} references", "refcount")
-        if skipped:
-            self.note(f"{skipped} refcounts above the references found not reported (unreadable nodes)")
-
-    # ---- segments ---------------------------------------------------------------------------------
-    def expected_usage(self):
-        """(live, pinned) per segment as the blocks found say."""
-        lg = self.log
-        live = np.zeros(lg.nsegs, dtype=np.int64)
-        pinned = np.zeros(lg.nsegs, dtype=np.int64)
-        for paddr, _r, _k in self.ca.values():
-            live[lg.seg_of(paddr)] += 1
-        for kind, paddr, *_ in self.sysnodes:
-            (pinned if kind == C.TREE_USAGE else live)[lg.seg_of(paddr)] += 1
-        return live, pinned
-
-    def check_usage(self):
-        log.info("Checking segment usage")
-        lg, cp = self.log, self.cp
-        live, pinned = self.expected_usage()
-        table = self.usage_table
-        state = np.array([table.get(s, (C.SEG_FREE,))[0] for s in range(lg.nsegs)], dtype=np.int64)
-        for s in range(lg.nsegs):
-            have = table[s][1] if s in table else 0
-            if have != live[s]:
-                self.problem("check_usage", f"segment {s}: usage table says {have} live blocks, found {live[s]}",
-                             "usage")
-            if (live[s] or pinned[s]) and state[s] == C.SEG_FREE:
-                self.problem("check_usage", f"segment {s} is marked free but holds {live[s]} live blocks "
-                             f"and {pinned[s]} usage-table nodes", "usage")
-            elif state[s] == C.SEG_FULL and not live[s] and not pinned[s]:
-                self.note(f"segment {s} is full but empty (freed by the next commit that touches it)")
-        if state[cp["log_segment"]] != C.SEG_OPEN:
-            self.problem("check_usage", f"log head segment {cp['log_segment']} is not marked open", "usage")
-        others = [s for s in np.flatnonzero(state == C.SEG_OPEN) if s != cp["log_segment"]]
-        if others:
-            self.problem("check_usage", f"segments {others} are marked open, the log head is "
-                         f"{cp['log_segment']}", "usage")
-        total = sum(e[1] for e in table.values())
-        if cp["live_blocks"] != total:
-            self.problem("check_usage", f"checkpoint counts {cp['live_blocks']} live blocks, the usage table "
-                         f"{total}", "usage")
-        free = int((state == C.SEG_FREE).sum())
-        if cp["free_segments"] != free:
-            self.problem("check_usage", f"checkpoint counts {cp['free_segments']} free segments, the usage "
-                         f"table {free}", "usage")
-        if cp["snapshots"] != len(self.snapshots) and not self.bad_sys.get(C.TREE_SNAP):
-            self.problem("check_usage", f"checkpoint counts {cp['snapshots']} snapshots, the table holds "
-                         f"{len(self.snapshots)}", "checkpoint")
-
-    def log_units(self, segno):
-        """(first payload paddr, summary) of each committed log unit of one segment, and
-        why the scan stopped early if a damaged summary stopped it."""
-        lg, cp = self.log, self.cp
-        start, off = lg.seg_start(segno), 0
-        alloc = self.usage_table.get(segno, (0, 0, 0, 0))[2]
-        end = cp["log_offset"] if segno == cp["log_segment"] else lg.seg_blocks
-        units = []
-        while off + 1 < end:
-            raw = self.dev.read(start + off)
-            try:
-                unit = decode_summary(raw)
-            except CorruptError as exc:
-                if raw[:8] == C.SUMMARY_MAGIC:
-                    return units, f"summary at block {start + off}: {exc}"
-                return units, None
-            if unit["unit_seq"] < alloc or unit["segment"] != segno or unit["unit_seq"] >= cp["next_unit_seq"]:
-                return units, None     # stale: left over from an earlier use of the segment
-            if off + 1 + len(unit["entries"]) > end:
-                return units, f"summary at block {start + off}: {len(unit['entries'])} entries run past the end"
-            units.append((start + off + 1, unit))
-            off += 1 + len(unit["entries"])
-        return units, None
-
-    def expected_blocks(self):
-        """paddr -> (kind, owner, hash) of every live block."""
-        want = {}
-        for digest, (paddr, _r, kind) in self.ca.items():
-            want[paddr] = (kind, C.TREE_FS if kind == C.BLOCK_NODE else 0, digest)
-        for kind, paddr, digest, _l, _k in self.sysnodes:
-            want[paddr] = (C.BLOCK_SYSNODE, kind, digest)
-        return want
-
-    def check_summaries(self):
-        log.info("Checking log unit summaries")
-        lg = self.log
-        want = self.expected_blocks()
-        segs = sorted({lg.seg_of(p) for p in want} | {s for s, e in self.usage_table.items()
-                                                       if e[0] != C.SEG_FREE})
-        self.progress.pass_("summaries", len(segs))
-        described = {}
-        self.bad_units = {}
-        self.misdescribed = []
-        for s in segs:
-            self.progress.update()
-            units, why = self.log_units(s)
-            for base, unit in units:
-                for i, entry in enumerate(unit["entries"]):
-                    described[base + i] = entry
-            if why:
-                self.bad_units[s] = why
-        undescribed = {}
-        for paddr, (kind, owner, digest) in sorted(want.items()):
-            got = described.get(paddr)
-            if got is None:
-                undescribed.setdefault(lg.seg_of(paddr), []).append(paddr)
-            elif got != (kind, owner, digest[:C.HASH_PREFIX_SIZE]):
-                self.misdescribed.append(paddr)
-                self.problem("check_summaries", f"block {paddr}: summary says {KIND_NAMES.get(got[0])} "
-                             f"owner {got[1]} hash {got[2].hex()}, the block is {KIND_NAMES[kind]} owner {owner} "
-                             f"hash {digest[:C.HASH_PREFIX_SIZE].hex()}", "summary")
-        for s, paddrs in sorted(undescribed.items()):
-            why = self.bad_units.get(s)
-            self.problem("check_summaries", f"segment {s}: {len(paddrs)} live blocks (first {paddrs[0]}) not "
-                         f"described by a log unit summary" + (f" ({why})" if why else ""), "summary")
-        self.undescribed = undescribed
 
     # ---- namespaces -------------------------------------------------------------------------------
     def namespace_plans(self, allowed=ALL_KINDS):
@@ -581,27 +287,6 @@ class Checker:
     def check_orphans(self):
         self._namespace_problems("check_orphans")
 
-    # ---- data ----------------------------------------------------------------------------------------
-    def check_data(self):
-        if not self.verify_data:
-            return
-        log.info("Checking data blocks")
-        data = sorted((e[0], h) for h, e in self.ca.items() if e[2] == C.BLOCK_DATA)
-        self.progress.pass_("data", len(data))
-        for paddr, digest in data:
-            self.progress.update()
-            try:
-                got = data_hash(self.reader.read_block(paddr))
-            except CorruptError as exc:
-                self.bad_data.add(digest)
-                self.problem("check_data", f"data block {short(digest)} at {paddr}: {exc}", "salvage")
-                continue
-            if got != digest:
-                self.bad_data.add(digest)
-                self.problem("check_data", f"data block {short(digest)} at {paddr}: content hashes to "
-                             f"{short(got)}", "salvage")
-
-
 # ---- the API other code uses ------------------------------------------------------------------------
 class FsckResult:
     """problems: what the check found, [(check name, message)]; remaining: what is left
@@ -639,7 +324,8 @@ def check_device(device, *, repair="n", verify_data=False, progress=None):
         if not problems:
             return FsckResult([], [], 0, checker.notes, checkpoint=checker.cp and checker.cp["seq"])
         if repair == "n" or dev.readonly:
-            return FsckResult(problems, problems, 4, checker.notes, checkpoint=checker.cp and checker.cp["seq"])
+            return FsckResult(problems, problems, 4, checker.notes,
+                              checkpoint=checker.cp and checker.cp["seq"])
         return repair_device(dev, checker, repair, verify_data=verify_data, progress=progress)
     finally:
         if own:

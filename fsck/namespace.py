@@ -223,14 +223,14 @@ class Planner:
                     self._del_entry(d, name)
                 continue
             want = _dtype(target[0][0])
-            if dtype != want and self.report("check_directories", "inode",
-                                             f"directory {d}: entry {show(name)} has type {dtype}, inode {ino} "
-                                             f"is type {want}"):
+            msg = f"directory {d}: entry {show(name)} has type {dtype}, inode {ino} is type {want}"
+            if dtype != want and self.report("check_directories", "inode", msg):
                 self._put_entry(d, name, ino, want)
         for d in sorted(self.dotdot):
             rec = self.inodes.get(d)
             if rec is None or not _is_dir(rec[0]):
-                if self.report("check_orphans", "namespace", f"'..' entry of {'missing' if rec is None else 'non-directory'} inode {d}"):
+                what = "missing" if rec is None else "non-directory"
+                if self.report("check_orphans", "namespace", f"'..' entry of {what} inode {d}"):
                     self.dotdot.pop(d)
                     self.edits[dirent_key(d, DOTDOT)] = None
 
@@ -247,7 +247,8 @@ class Planner:
             if rec is None or not _is_dir(rec[0]):
                 continue
             if ino == C.ROOT_INO or len(where) > 1:
-                keep = [] if ino == C.ROOT_INO else sorted(where, key=lambda w: w[0] != self.dotdot.get(ino))[:1]
+                first = sorted(where, key=lambda w: w[0] != self.dotdot.get(ino))[:1]
+                keep = [] if ino == C.ROOT_INO else first     # the one '..' agrees with
                 drop = [w for w in where if w not in keep]
                 if self.report("check_directories", "namespace",
                                f"directory {ino} has {len(where)} names, keeping {len(keep)}"):
@@ -313,7 +314,8 @@ class Planner:
                 break
             dirs = [i for i in lost if _is_dir(self.inodes[i][0])]
             lostset = set(lost)
-            tops = [i for i in dirs if not any(d in lostset for d, _n in names.get(i, ()))] or dirs[:1] or lost
+            tops = [i for i in dirs if not any(d in lostset for d, _n in names.get(i, ()))]
+            tops = tops or dirs[:1] or lost
             for ino in tops:
                 for d, name in names.get(ino, ()) if _is_dir(self.inodes[ino][0]) else ():
                     if (d, name) in self.entries:

@@ -127,7 +127,8 @@ class Repair:
         self.log = engine.log
         opened_dirty = set(self.log.dirty)    # the engine marks pinned-count changes at open
         try:
-            self.fix_usage(rebuild=usage_lost or bool(ck.bad_sys.get(C.TREE_USAGE)) or self.usage_undescribed())
+            self.fix_usage(rebuild=usage_lost or bool(ck.bad_sys.get(C.TREE_USAGE))
+                           or self.usage_undescribed())
             self.new_ca = self.target_index()
             self.rebuild_system_trees()
             self.relocate_undescribed()
@@ -135,8 +136,9 @@ class Repair:
             self.fix_fs_trees()
             # A bad checkpoint slot or checkpoint counters are put right by any commit.
             force = force or bool(self.kinds & {"checkpoint", "usage"} & self.allowed)
-            if not (force or self.log.dirty - opened_dirty or engine.ca.delta or engine.open_trees or self.moved
-                    or self.rebuilt):
+            changed = (self.log.dirty - opened_dirty or engine.ca.delta or engine.open_trees
+                       or self.moved or self.rebuilt)
+            if not (force or changed):
                 return False
             engine.commit()
             return True

@@ -192,12 +192,12 @@ def corrupt_node(img, kind, how, index=0, *, level=None, part="payload", name=C.
     """Damage one tree node: its header, its payload, or just its stored CRC."""
     off = node_offset(img, kind, index, level=level, name=name)
     if part == "header":
-        return f"node header: " + damage(img, off, 32, how, seed)
+        return "node header: " + damage(img, off, 32, how, seed)
     if part == "crc":
-        return f"node crc: " + damage(img, off + 20, 4, how, seed)
+        return "node crc: " + damage(img, off + 20, 4, how, seed)
     bs = block_size(img)
     used = 32 + int.from_bytes(img[off + 16:off + 20], "little")
-    return f"node payload: " + damage(img, off + 32, max(1, min(used, bs) - 32), how, seed)
+    return "node payload: " + damage(img, off + 32, max(1, min(used, bs) - 32), how, seed)
 
 
 def corrupt_summary(img, how, index=0, *, seed=0):
@@ -206,8 +206,8 @@ def corrupt_summary(img, how, index=0, *, seed=0):
     live = live_blocks(img)
     units = [(off, n) for off, n in summary_offsets(img) if any(off // bs + 1 + i in live for i in range(n))]
     off, count = units[index % len(units)]
-    return f"summary at block {off // bs}: " + damage(img, off, SUMMARY_HEADER_SIZE + count * SUMMARY_ENTRY_SIZE,
-                                                      how, seed)
+    length = SUMMARY_HEADER_SIZE + count * SUMMARY_ENTRY_SIZE
+    return f"summary at block {off // bs}: " + damage(img, off, length, how, seed)
 
 
 def live_blocks(img):
@@ -244,7 +244,7 @@ def summary_entry_prefix(img, index=0):
 def data_block_offset(img, index=0):
     engine = open_image(img, readonly=True)
     try:
-        data = sorted(e[0] for e in (engine.ca.get(h) for h, _v in engine.ca_tree.scan()) if e[2] == C.BLOCK_DATA)
+        data = sorted(e[0] for _h, e in _ca_entries(engine, C.BLOCK_DATA))
         return data[index % len(data)] * engine.block_size
     finally:
         engine.log.close()
@@ -286,7 +286,8 @@ def wrong_refcount(img, delta=1, kind=C.BLOCK_DATA, index=0):
     with _Edit(img) as engine:
         h, e = _ca_entries(engine, kind)[index]
         engine.ca.delta[h] = [e[0], e[1] + delta, e[2]]
-    return f"{'data' if kind == C.BLOCK_DATA else 'node'} block {h.hex()[:16]}: refcount {e[1]} -> {e[1] + delta}"
+    what = "data" if kind == C.BLOCK_DATA else "node"
+    return f"{what} block {h.hex()[:16]}: refcount {e[1]} -> {e[1] + delta}"
 
 
 def leak_block(img):

@@ -1,5 +1,6 @@
 """Helpers of the fsck tests (a uniquely named module: every tests/ folder has a conftest)."""
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,10 @@ def listing(fs, ino=C.ROOT_INO, prefix=b""):
     for name, child, _cookie in fs.readdir(ino):
         ind = fs.getattr(child)
         path = prefix + b"/" + name
-        body = fs.read(child, 0, ind.size) if ind.is_reg else (fs.readlink(child) if ind.mode >> 12 == 0o12 else b"")
+        if ind.is_reg:
+            body = fs.read(child, 0, ind.size)
+        else:
+            body = fs.readlink(child) if stat.S_ISLNK(ind.mode) else b""
         out[path] = (ind.mode, ind.nlink, ind.size, body)
         if ind.is_dir:
             out.update(listing(fs, child, path))

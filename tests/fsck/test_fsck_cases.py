@@ -18,11 +18,12 @@ def case(id_, inject, *checks):
 
 
 CASES = [
-    *[case(f"superblock-{h}", lambda img, h=h: K.corrupt_superblock(img, h), "check_superblocks") for h in HOWS],
+    *[case(f"superblock-{h}", lambda img, h=h: K.corrupt_superblock(img, h), "check_superblocks")
+      for h in HOWS],
     *[case(f"mirror-{h}", lambda img, h=h: K.corrupt_superblock(img, h, mirror=True), "check_superblocks")
       for h in HOWS],
-    case("superblock-field-label", lambda img: K.set_superblock_field(img, "label", b"other".ljust(64, b"\0")),
-         "check_superblocks"),
+    case("superblock-field-label",
+         lambda img: K.set_superblock_field(img, "label", b"other".ljust(64, b"\0")), "check_superblocks"),
     case("superblock-field-segments", lambda img: K.set_superblock_field(img, "segment_count", 3),
          "check_superblocks"),
     case("mirror-field-uuid", lambda img: K.set_superblock_field(img, "uuid", bytes(16), mirror=True),
@@ -31,10 +32,12 @@ CASES = [
       for s in (0, 1) for h in HOWS],
     case("slot-newest-torn", lambda img: K.tear_checkpoint(img, K.newest_slot(img)), "check_checkpoints"),
     *[case(f"ca-node-{h}", lambda img, h=h: K.corrupt_node(img, CA, h), "check_system_trees") for h in HOWS],
-    *[case(f"snap-node-{h}", lambda img, h=h: K.corrupt_node(img, SNAP, h), "check_system_trees") for h in HOWS],
+    *[case(f"snap-node-{h}", lambda img, h=h: K.corrupt_node(img, SNAP, h), "check_system_trees")
+      for h in HOWS],
     *[case(f"usage-node-{h}", lambda img, h=h: K.corrupt_node(img, USAGE, h), "check_system_trees")
       for h in HOWS],
-    case("ca-node-header", lambda img: K.corrupt_node(img, CA, "random", part="header"), "check_system_trees"),
+    case("ca-node-header", lambda img: K.corrupt_node(img, CA, "random", part="header"),
+         "check_system_trees"),
     case("ca-node-crc", lambda img: K.corrupt_node(img, CA, "bit", part="crc"), "check_system_trees"),
     *[case(f"fs-root-{h}", lambda img, h=h: K.corrupt_node(img, FS, h), "check_fs_trees") for h in HOWS],
     *[case(f"fs-leaf-{h}", lambda img, h=h: K.corrupt_node(img, FS, h, 2, level=0), "check_fs_trees")

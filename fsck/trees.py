@@ -1,0 +1,221 @@
+"""fsck checks of the trees: every node of the system trees and of each snapshot's FS
+tree (each distinct node once), the pointers between them, the reference counts the
+pointers imply, and with --verify-data the blake3 of every data block.  A mixin of
+`checks.Checker`; the walks record what they find for the later checks and the repair."""
+import logging
+
+from ..errors import CorruptError, UsageError
+from ..format import constants as C
+from ..format.checksum import data_hash
+from ..format.items import unpack_ca, unpack_snap, unpack_usage
+from ..format.node import value_has_pointer
+from .walk import BadNode, NodeInfo, walk_tree
+
+log = logging.getLogger("ctrfs.fsck")
+
+KIND_NAMES = {C.BLOCK_DATA: "data", C.BLOCK_NODE: "node", C.BLOCK_SYSNODE: "system node"}
+SYSTEM_TREES = ((C.TREE_SNAP, "snap_root", "snapshot table", "salvage"),
+                (C.TREE_CA, "ca_root", "content-address index", "refcount"),
+                (C.TREE_USAGE, "usage_root", "segment usage table", "usage"),
+                (C.TREE_REMAP, "remap_root", "inode remap table", "salvage"))
+
+
+def short(h):
+    return h.hex()[:16]
+
+
+class TreeChecks:
+    # ---- system trees ---------------------------------------------------------------------------
+    def check_system_trees(self):
+        log.info("Checking system trees")
+        self.progress.pass_("system trees")
+        roots = self.cp["roots"]
+        for kind, field, name, repair in SYSTEM_TREES:
+            ptr = (roots[field]["paddr"], roots[field]["hash"])
+            self.bad_sys[kind] = 0
+            if ptr[0] == 0:
+                continue
+
+            def problem(msg, name=name, repair=repair, kind=kind):
+                self.bad_sys[kind] += 1
+                self.problem("check_system_trees", f"{name}: {msg}", repair)
+
+            def visit(p, info, first, kind=kind):
+                self.progress.update()
+                if isinstance(info, NodeInfo):
+                    self.sysnodes.append((kind, info.paddr, p[1], info.level, bytes(info.keys[0])))
+
+            for leaf in walk_tree(self.reader, kind, ptr, visit=visit, problem=problem)[0]:
+                for key, val in zip(leaf.keys, leaf.vals):
+                    try:
+                        self._system_item(kind, bytes(key), bytes(val))
+                    except (CorruptError, UsageError) as exc:
+                        problem(f"item {bytes(key).hex()[:40]}: {exc}")
+        self.note(f"{len(self.snapshots)} snapshots, {len(self.ca)} content-address entries, "
+                  f"{len(self.sysnodes)} system tree nodes")
+
+    def _system_item(self, kind, key, val):
+        if kind == C.TREE_SNAP:
+            if not key or len(key) > C.SNAP_NAME_MAX or b"\0" in key:
+                raise CorruptError(f"bad snapshot name {key!r}")
+            self.snapshots[key] = unpack_snap(val)
+        elif kind == C.TREE_CA:
+            if len(key) != C.HASH_SIZE:
+                raise CorruptError(f"key of {len(key)} bytes")
+            paddr, ref, bkind = unpack_ca(val)
+            if bkind not in (C.BLOCK_DATA, C.BLOCK_NODE):
+                raise CorruptError(f"block kind {bkind}")
+            if not self.log.valid_paddr(paddr):
+                raise CorruptError(f"block address {paddr} outside the segment area")
+            self.ca[key] = [paddr, ref, bkind]
+        elif kind == C.TREE_USAGE:
+            segno = int.from_bytes(key, "big")
+            if len(key) != 8 or segno >= self.log.nsegs:
+                raise CorruptError(f"segment {segno} out of range")
+            entry = unpack_usage(val)
+            if entry[0] not in C.SEG_STATES:
+                raise CorruptError(f"segment {segno}: state {entry[0]}")
+            self.usage_table[segno] = entry
+        elif len(key) != 16 or len(val) != 16:
+            raise CorruptError("malformed remap entry")
+
+    # ---- FS trees -------------------------------------------------------------------------------
+    def roots(self):
+        """root hash -> (root pointer, [snapshot names]) of the non-empty FS trees."""
+        out = {}
+        for name, e in sorted(self.snapshots.items()):
+            if e["root"][0]:
+                out.setdefault(e["root"][1], (e["root"], []))[1].append(name)
+        return out
+
+    def check_fs_trees(self):
+        log.info("Checking FS trees")
+        nodes = sum(1 for e in self.ca.values() if e[2] == C.BLOCK_NODE)
+        self.progress.pass_("FS trees", nodes or None)
+        for digest, (ptr, names) in self.roots().items():
+            self._ref(digest, C.BLOCK_NODE, len(names))
+        for name, e in sorted(self.snapshots.items()):
+            if not e["root"][0]:
+                self.tree_leaves.setdefault(e["root"][1], [])
+        locate = lambda h: self.ca[h][0] if h in self.ca else None  # noqa: E731
+        for digest, (ptr, names) in self.roots().items():
+            label = "tree " + ", ".join(n.decode(errors="replace") for n in names)
+            def problem(msg, label=label):
+                self.problem("check_fs_trees", f"{label}: {msg}", "salvage")
+
+            self.tree_leaves[digest], self.tree_bad[digest] = walk_tree(
+                self.reader, C.TREE_FS, ptr, seen=self.fs_nodes, locate=locate, visit=self._fs_visit,
+                problem=problem)
+        bad = sum(1 for i in self.fs_nodes.values() if isinstance(i, BadNode))
+        self.note(f"{len(self.fs_nodes)} distinct FS tree nodes, {bad} unreadable")
+
+    def _ref(self, digest, kind, n=1):
+        self.refs[digest] = self.refs.get(digest, 0) + n
+        have = self.ref_kind.setdefault(digest, kind)
+        if have != kind:
+            self.problem("check_pointers", f"block {short(digest)} is pointed at both as "
+                         f"{KIND_NAMES[have]} and as {KIND_NAMES[kind]}", "salvage")
+
+    def _fs_visit(self, ptr, info, first):
+        if not first:
+            return
+        self.progress.update()
+        if isinstance(info, BadNode):
+            return
+        if info.level > 0:
+            for paddr, digest in info.vals:
+                self._ref(digest, C.BLOCK_NODE)
+                self._hint(digest, paddr)
+            return
+        for key, val in zip(info.keys, info.vals):
+            if value_has_pointer(C.TREE_FS, key) and len(val) == 40:
+                digest = bytes(val[8:40])
+                self._ref(digest, C.BLOCK_DATA)
+                self._hint(digest, int.from_bytes(val[:8], "little"))
+
+    def _hint(self, digest, paddr):
+        e = self.ca.get(digest)
+        if e is not None and e[0] != paddr:
+            self.stale_hints += 1
+        self.data_hints.setdefault(digest, paddr)
+
+    # ---- pointers and reference counts ------------------------------------------------------------
+    def check_pointers(self):
+        log.info("Checking block pointers")
+        for digest, kind in sorted(self.ref_kind.items()):
+            e = self.ca.get(digest)
+            what = f"{KIND_NAMES[kind]} block {short(digest)} ({self.refs[digest]} references)"
+            if e is None:
+                if self.bad_sys.get(C.TREE_CA):
+                    repair = "refcount"   # the CA index is being rebuilt from what is found
+                else:
+                    repair = "refcount" if self.locate(digest, kind) is not None else "salvage"
+                self.problem("check_pointers", f"{what} is not in the content-address index", repair)
+                continue
+            if e[2] != kind:
+                self.problem("check_pointers", f"{what}: the index says it is {KIND_NAMES.get(e[2], e[2])}",
+                             "refcount")
+                continue
+            info = self.fs_nodes.get(digest) if kind == C.BLOCK_NODE else None
+            if isinstance(info, NodeInfo) and info.paddr != e[0]:
+                self.problem("check_pointers", f"{what}: the index says block {e[0]}, the node is at block "
+                             f"{info.paddr}", "refcount")
+        if self.stale_hints:
+            self.note(f"{self.stale_hints} pointers carry a stale block address hint (moved by the cleaner)")
+
+    def locate(self, digest, kind):
+        """Where a block with this hash is, when the CA index does not say: the pointer hint."""
+        if kind == C.BLOCK_NODE:
+            info = self.fs_nodes.get(digest)
+            return info.paddr if isinstance(info, NodeInfo) else None
+        paddr = self.data_hints.get(digest)
+        try:
+            if paddr is not None and data_hash(self.reader.read_block(paddr)) == digest:
+                return paddr
+        except CorruptError:
+            pass
+        return None
+
+    def check_refcounts(self):
+        log.info("Checking reference counts")
+        incomplete = any(isinstance(i, BadNode) for i in self.fs_nodes.values())
+        skipped = 0
+        for digest, (paddr, ref, kind) in sorted(self.ca.items()):
+            want = self.refs.get(digest, 0)
+            if want == ref:
+                continue
+            if incomplete and want < ref:
+                skipped += 1     # unreadable nodes may hold the missing references
+                continue
+            what = f"{KIND_NAMES[kind]} block {short(digest)} at {paddr}"
+            if want == 0:
+                self.problem("check_refcounts", f"{what}: refcount {ref}, but nothing references it (leaked)",
+                             "refcount")
+            else:
+                self.problem("check_refcounts", f"{what}: refcount {ref}, found {want} references",
+                             "refcount")
+        if skipped:
+            self.note(f"{skipped} refcounts above the references found not reported (unreadable nodes)")
+
+
+    # ---- data ----------------------------------------------------------------------------------------
+    def check_data(self):
+        if not self.verify_data:
+            return
+        log.info("Checking data blocks")
+        data = sorted((e[0], h) for h, e in self.ca.items() if e[2] == C.BLOCK_DATA)
+        self.progress.pass_("data", len(data))
+        for paddr, digest in data:
+            self.progress.update()
+            try:
+                got = data_hash(self.reader.read_block(paddr))
+            except CorruptError as exc:
+                self.bad_data.add(digest)
+                self.problem("check_data", f"data block {short(digest)} at {paddr}: {exc}", "salvage")
+                continue
+            if got != digest:
+                self.bad_data.add(digest)
+                self.problem("check_data", f"data block {short(digest)} at {paddr}: content hashes to "
+                             f"{short(got)}", "salvage")
+
+
