@@ -31,10 +31,15 @@ TRUNC = st.one_of(st.integers(0, 4 * BS), st.sampled_from([0, 1, C.INLINE_MAX, C
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 
 
+FTYPE = {"reg": stat.S_IFREG, "dir": stat.S_IFDIR, "lnk": stat.S_IFLNK, "fifo": stat.S_IFIFO, "chr": stat.S_IFCHR}
+
+
 @dataclass
 class MNode:
-    kind: str                     # "reg", "dir", "lnk"
+    kind: str                     # a key of FTYPE
     perm: int
+    uid: int = 0
+    rdev: int = 0
     data: bytearray = field(default_factory=bytearray)   # file content / symlink target
     xattrs: dict = field(default_factory=dict)
     entries: dict = field(default_factory=dict)          # dir: name -> ino
@@ -44,15 +49,25 @@ class MNode:
 class Model:
     def __init__(self):
         self.nodes = {C.ROOT_INO: MNode("dir", 0o755, parent=C.ROOT_INO)}
+        self.open = {}                # ino -> open handles
+
+    def forget_handles(self):
+        """A new mount: no handle is open, and every unlinked inode is gone."""
+        self.open = {}
+        for ino in [i for i in self.nodes if i != C.ROOT_INO and self.nlink(i) == 0]:
+            del self.nodes[ino]
 
     def nlink(self, ino):
         n = self.nodes[ino]
         if n.kind == "dir":
+            if ino != C.ROOT_INO and ino not in self.nodes[n.parent].entries.values():
+                return 0                               # removed while open
             return 2 + sum(self.nodes[i].kind == "dir" for i in n.entries.values())
         return sum(list(d.entries.values()).count(ino) for d in self.nodes.values() if d.kind == "dir")
 
     def dirs(self):
-        return sorted(i for i, n in self.nodes.items() if n.kind == "dir")
+        """Directories that can take names (not ones removed while open)."""
+        return sorted(i for i, n in self.nodes.items() if n.kind == "dir" and not self.orphaned(i))
 
     def files(self):
         return sorted(i for i, n in self.nodes.items() if n.kind == "reg")
@@ -69,9 +84,12 @@ class Model:
             ino = self.nodes[ino].parent
 
     def drop(self, ino):
-        """Forget an inode no name refers to any more."""
-        if self.nodes[ino].kind == "dir" or self.nlink(ino) == 0:
+        """Forget an inode no name refers to any more (unless it is open)."""
+        if (self.nodes[ino].kind == "dir" or self.nlink(ino) == 0) and not self.open.get(ino):
             del self.nodes[ino]
+
+    def orphaned(self, ino):
+        return ino != C.ROOT_INO and self.nlink(ino) == 0
 
 
 def errno_of(fn, *args, **kw):
@@ -86,18 +104,22 @@ def name_err(*names):
 
 
 class FsModel(RuleBasedStateMachine):
-    @initialize()
-    def setup(self):
+    @initialize(dirty_limit=st.sampled_from([64 << 20, 3 * BS]))
+    def setup(self, dirty_limit):
         self.dev = MemoryDevice(bytearray(16 << 20))
         self.engine = make_filesystem(self.dev, segment_blocks=64)
         self.tree = C.DEFAULT_TREE_NAME
-        self.fs = FileSystem(self.engine, self.tree)
+        self.dirty_limit = dirty_limit            # small: writes reach the store before commit
+        self.fs = self.mount(self.tree)
         self.model = Model()
-        self.committed = (self.tree, copy.deepcopy(self.model))
+        self._committed()
         self.images = {}              # image name -> model at the time
         self.ntrees = 0
 
     # ---- helpers ---------------------------------------------------------------------------
+    def mount(self, tree):
+        return FileSystem(self.engine, tree, dirty_limit=self.dirty_limit)
+
     def call(self, want, fn, *args, **kw):
         """Run an FS operation that the model says fails with `want` (None: succeeds)."""
         got, result = errno_of(fn, *args, **kw)
@@ -124,12 +146,14 @@ class FsModel(RuleBasedStateMachine):
         self.model.nodes[ind.ino] = node
 
     # ---- namespace ---------------------------------------------------------------------------
-    @rule(data=st.data(), perm=st.sampled_from([0o644, 0o600, 0o755]))
-    def create(self, data, perm):
+    @rule(data=st.data(), perm=st.sampled_from([0o644, 0o600, 0o755]),
+          kind=st.sampled_from(["reg", "reg", "reg", "fifo", "chr"]), uid=st.sampled_from([0, 1000]))
+    def create(self, data, perm, kind, uid):
         parent, name = self.pick_dir(data), data.draw(st.sampled_from(NAMES))
-        ind = self.call(self._create_err(parent, name), self.fs.mknod, parent, name, stat.S_IFREG | perm)
+        rdev = os.makedev(4, 64) if kind == "chr" else 0
+        ind = self.call(self._create_err(parent, name), self.fs.mknod, parent, name, FTYPE[kind] | perm, uid, 0, rdev)
         if ind:
-            self._add(parent, name, ind, MNode("reg", perm))
+            self._add(parent, name, ind, MNode(kind, perm, uid, rdev))
 
     @rule(data=st.data(), perm=st.sampled_from([0o755, 0o700]))
     def mkdir(self, data, perm):
@@ -143,7 +167,7 @@ class FsModel(RuleBasedStateMachine):
         parent, name = self.pick_dir(data), data.draw(st.sampled_from(NAMES))
         ind = self.call(self._create_err(parent, name), self.fs.symlink, parent, name, link_to)
         if ind:
-            self._add(parent, name, ind, MNode("lnk", 0o777, bytearray(link_to)))
+            self._add(parent, name, ind, MNode("lnk", 0o777, data=bytearray(link_to)))
 
     @rule(data=st.data())
     def link(self, data):
@@ -268,13 +292,32 @@ class FsModel(RuleBasedStateMachine):
         if ino is not None:
             assert self.fs.read(ino, offset, size) == bytes(self.model.nodes[ino].data[offset:offset + size])
 
-    @rule(data=st.data(), perm=st.sampled_from([0o600, 0o4755, 0o1777]))
-    def chmod(self, data, perm):
+    @rule(data=st.data(), perm=st.sampled_from([0o600, 0o4755, 0o1777]), uid=st.sampled_from([0, 7]))
+    def chmod_chown(self, data, perm, uid):
         ino = data.draw(st.sampled_from(sorted(self.model.nodes)))
         if self.model.nodes[ino].kind == "lnk":
             return
-        self.fs.setattr(ino, mode=perm)
+        self.fs.setattr(ino, mode=perm, uid=uid)
         self.model.nodes[ino].perm = perm
+        self.model.nodes[ino].uid = uid
+
+    # ---- open handles: unlinked files and directories live on until released ------------------
+    @rule(data=st.data())
+    def open(self, data):
+        ino = data.draw(st.sampled_from(sorted(self.model.nodes)))
+        self.fs.open(ino)
+        self.model.open[ino] = self.model.open.get(ino, 0) + 1
+
+    @precondition(lambda self: self.model.open)
+    @rule(data=st.data())
+    def release(self, data):
+        ino = data.draw(st.sampled_from(sorted(self.model.open)))
+        self.fs.release(ino)
+        self.model.open[ino] -= 1
+        if not self.model.open[ino]:
+            del self.model.open[ino]
+            if self.model.orphaned(ino):
+                del self.model.nodes[ino]
 
     @rule(data=st.data(), name=st.sampled_from(XNAMES), size=st.sampled_from([0, 1, 100, 1000]),
           flags=st.sampled_from([0, 0, XATTR_CREATE, XATTR_REPLACE]))
@@ -297,7 +340,7 @@ class FsModel(RuleBasedStateMachine):
 
     # ---- durability, images, clones --------------------------------------------------------------
     def _committed(self):
-        self.committed = (self.tree, copy.deepcopy(self.model))
+        self.committed = (self.tree, copy.deepcopy(self.model), self.engine.seq)
 
     @rule()
     def commit(self):
@@ -320,7 +363,8 @@ class FsModel(RuleBasedStateMachine):
         self.engine.clone(image, tree)
         self.engine.commit()
         self.tree = tree
-        self.fs = FileSystem(self.engine, tree)
+        self.fs = self.mount(tree)
+        self.model.forget_handles()
         self._committed()
 
     @precondition(lambda self: self.images)
@@ -335,16 +379,21 @@ class FsModel(RuleBasedStateMachine):
         self._committed()
         self.engine.close()
         self.engine = Engine.open(MemoryDevice(self.dev.data))
-        self.fs = FileSystem(self.engine, self.tree)
+        self.fs = self.mount(self.tree)
+        self.model.forget_handles()
+        self._committed()
 
     @rule()
     def crash(self):
         """Reopen from the device without committing: back to the last checkpoint."""
+        if self.engine.seq != self.committed[2]:
+            return self.reopen()      # the engine committed by itself (reclaim): state unknown
         self.engine.close()           # only ends the writer thread; nothing is committed
         self.engine = Engine.open(MemoryDevice(self.dev.data))
-        self.tree, model = self.committed
+        self.tree, model, _seq = self.committed
         self.model = copy.deepcopy(model)
-        self.fs = FileSystem(self.engine, self.tree)
+        self.fs = self.mount(self.tree)
+        self.model.forget_handles()
 
     def teardown(self):
         if hasattr(self, "engine"):
@@ -367,24 +416,31 @@ class FsModel(RuleBasedStateMachine):
                 assert node.kind != "dir"
                 continue
             seen.add(ino)
-            a = fs.getattr(ino)
-            want_type = {"reg": stat.S_IFREG, "dir": stat.S_IFDIR, "lnk": stat.S_IFLNK}[node.kind]
-            assert (stat.S_IFMT(a.mode), stat.S_IMODE(a.mode), a.nlink) == (want_type, node.perm, model.nlink(ino)), ino
-            assert sorted(fs.listxattr(ino)) == sorted(node.xattrs), ino
-            for name, value in node.xattrs.items():
-                assert fs.getxattr(ino, name) == value
-            if node.kind == "reg":
-                assert a.size == len(node.data), ino
-                assert fs.read(ino, 0, a.size + 10) == node.data, ino
-            elif node.kind == "lnk":
-                assert fs.readlink(ino) == node.data
-            else:
+            FsModel.compare_inode(fs, model, ino)
+            if node.kind == "dir":
                 listing = sorted((name, i) for name, i, _cookie in fs.readdir(ino))
                 assert listing == sorted(node.entries.items()), ino
                 for name, child in node.entries.items():
                     assert fs.lookup(ino, name) == child
                     stack.append(child)
-        assert seen == set(model.nodes)
+        for ino in set(model.nodes) - seen:           # unlinked while open
+            assert model.orphaned(ino) and (model.open.get(ino) or not fs.writable), ino
+            FsModel.compare_inode(fs, model, ino)
+
+    @staticmethod
+    def compare_inode(fs, model, ino):
+        node = model.nodes[ino]
+        a = fs.getattr(ino)
+        assert (stat.S_IFMT(a.mode), stat.S_IMODE(a.mode), a.nlink, a.uid, a.rdev) == (
+            FTYPE[node.kind], node.perm, model.nlink(ino), node.uid, node.rdev), ino
+        assert sorted(fs.listxattr(ino)) == sorted(node.xattrs), ino
+        for name, value in node.xattrs.items():
+            assert fs.getxattr(ino, name) == value
+        if node.kind == "reg":
+            assert a.size == len(node.data), ino
+            assert fs.read(ino, 0, a.size + 10) == node.data, ino
+        elif node.kind == "lnk":
+            assert fs.readlink(ino) == node.data
 
 
 FsModel.TestCase.settings = settings(
