@@ -97,21 +97,44 @@ def decode_node(raw, expect_tree=None):
     raw = bytes(raw)
     if len(raw) < C.NODE_HEADER_SIZE or raw[:4] != C.NODE_MAGIC:
         raise CorruptError("tree node: bad magic")
-    hdr = NodeHeader.parse(raw[:C.NODE_HEADER_SIZE])
-    end = C.NODE_HEADER_SIZE + hdr.payload_len
-    if end > len(raw) or hdr.nitems == 0:
-        raise CorruptError(f"tree node: bad payload length {hdr.payload_len} / {hdr.nitems} items")
+    _magic, tree, level, nitems, generation, payload_len, stored_crc, _r = _HEADER.unpack_from(raw)
+    end = C.NODE_HEADER_SIZE + payload_len
+    if end > len(raw) or nitems == 0:
+        raise CorruptError(f"tree node: bad payload length {payload_len} / {nitems} items")
     check = bytearray(raw[:end])
     check[CRC_OFFSET:CRC_OFFSET + 4] = bytes(4)
     got = crc32c(bytes(check))
-    if got != hdr.crc32c:
-        raise CorruptError(f"tree node CRC mismatch: stored {hdr.crc32c:#010x}, computed {got:#010x}")
-    if hdr.tree not in C.TREE_KINDS or (expect_tree is not None and hdr.tree != expect_tree):
-        raise CorruptError(f"tree node: unexpected tree kind {hdr.tree}")
-    keys, vals = _parse_items(raw, C.NODE_HEADER_SIZE, end, hdr.level, hdr.nitems)
+    if got != stored_crc:
+        raise CorruptError(f"tree node CRC mismatch: stored {stored_crc:#010x}, computed {got:#010x}")
+    if tree not in C.TREE_KINDS or (expect_tree is not None and tree != expect_tree):
+        raise CorruptError(f"tree node: unexpected tree kind {tree}")
+    keys, vals = _parse_items(raw, C.NODE_HEADER_SIZE, end, level, nitems)
     if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
         raise CorruptError("tree node: keys out of order")
-    return hdr.tree, hdr.level, hdr.generation, keys, vals
+    return tree, level, generation, keys, vals
+
+
+def block_digest(raw, tree, level, keys, vals):
+    """The content address of a node block decode_node accepted, hashed straight from its
+    payload with the pointer paddrs zeroed: what encode_node returns for the same items,
+    without building the block again (fsck verifies every node this way)."""
+    end = C.NODE_HEADER_SIZE + int.from_bytes(raw[16:20], "little")
+    buf = bytearray(raw[C.NODE_HEADER_SIZE:end])
+    pos = 0
+    if level > 0:
+        for k in keys:
+            pos += 2 + len(k)
+            buf[pos:pos + 8] = _ZERO8
+            pos += POINTER_SIZE
+    elif tree == C.TREE_FS:
+        for k, v in zip(keys, vals):
+            pos += 4 + len(k)
+            if len(k) > 8 and k[8] == C.ITEM_BLOCK:
+                if len(v) < 8:       # malformed: let the reference rule decide
+                    return encode_node(tree, level, 0, keys, vals, len(raw))[1]
+                buf[pos:pos + 8] = _ZERO8
+            pos += len(v)
+    return node_hash(bytes((tree, level)) + len(keys).to_bytes(2, "little") + bytes(buf))
 
 
 def _parse_items(raw, pos, end, level, nitems):
