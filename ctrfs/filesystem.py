@@ -4,7 +4,7 @@ import errno
 import stat
 import time
 
-from .errors import FsError
+from .errors import FsError, NoSpaceError
 from .files import FileData
 from .format import constants as C
 from .format.items import dirent_key, fs_key, name_hash, pack_dirent, unpack_dirent, unpack_inode
@@ -81,8 +81,22 @@ class FileSystem:
 
     def _maybe_flush(self):
         if self.data.over_limit():
-            self.engine.reclaim()
+            self._reclaim()
             self.data.flush()
+
+    def _reclaim(self, rounds=3):
+        """engine.reclaim(), but with this tree's dirty blocks mapped before each commit it
+        makes: a checkpoint must not hold inodes whose new blocks are still in memory (after
+        a crash an uninlined file would read as zeros, its committed bytes lost)."""
+        engine = self.engine
+        for _ in range(rounds):
+            if engine.log.free_count() >= engine.clean_below:
+                return
+            try:
+                self.data.flush()
+            except NoSpaceError:
+                pass                  # the commit's cleaning may make room for the rest
+            engine.commit()
 
     # ---- lookups and attributes ---------------------------------------------------------
     def lookup(self, parent, name):
@@ -412,7 +426,7 @@ class FileSystem:
 
     # ---- commit -----------------------------------------------------------------------------------------------
     def flush(self):
-        self.engine.reclaim()
+        self._reclaim()
         self.data.flush()
 
     def commit(self, image=None):
