@@ -109,6 +109,7 @@ class Driver:
             self.kinds[name] = e["kind"]
             self.models[name] = model_from(engine, name)
         self.commits = {}
+        self.orphans = []      # (tree, ino) unlinked while open
         self.on_mark = None
         self.record()
 
@@ -177,6 +178,19 @@ class Driver:
             del m[p]
         m.update({dst + p[len(src):]: o for p, o in moved.items()})
 
+    def orphan(self, tree, path):
+        """Unlink a file that is open: it lives on (an orphan record) until released."""
+        ino = self.ino(tree, path)
+        self.fs(tree).open(ino)
+        self.orphans.append((tree, ino))
+        self.unlink(tree, path)
+
+    def release_orphans(self):
+        for tree, ino in self.orphans:
+            if tree in self.fss:
+                self.fss[tree].release(ino)
+        self.orphans.clear()
+
     # ---- contents and attributes ----
     def write(self, tree, path, off, data):
         self.fs(tree).write(self.ino(tree, path), off, data)
@@ -224,6 +238,7 @@ class Driver:
     def delete(self, name):
         self.engine.delete(name)
         self.fss.pop(name, None)
+        self.orphans = [(t, ino) for t, ino in self.orphans if t != name]
         del self.kinds[name], self.models[name]
 
     def record(self):

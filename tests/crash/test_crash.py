@@ -26,7 +26,7 @@ from ctrfs.format.checkpoint import decode_checkpoint
 from ctrfs.mkfs.geometry import make_filesystem
 from ctrfs.testing.faultdev import HEAD, TAIL, RecordingDevice
 
-from crashmodel import Driver, data_problems, extract, structural_problems
+from crashmodel import Driver, MDir, MFile, data_problems, extract, structural_problems
 
 TOTAL_STATES = int(os.environ.get("CTRFS_CRASH_STATES", "10000"))
 SEED = int(os.environ.get("CTRFS_CRASH_SEED", "0"))
@@ -159,38 +159,65 @@ def wl_churn(d, rng):
         rewrite()
 
 
-def wl_random(d, rng, steps=60):
-    """A seeded mix of every operation (the deep run adds more seeds)."""
-    files, dirs = [], [b""]
+def wl_random(d, rng, steps=90, snapshots=False):
+    """A seeded mix of every operation on every writable tree; with snapshots, images,
+    clones and deletions too (CTRFS_CRASH_SEED gives other mixes)."""
     for step in range(steps):
+        writable = sorted(n for n, k in d.kinds.items() if k == C.SNAP_WRITABLE)
+        t = rng.choice(writable)
+        m = d.models[t]
+        files = sorted(p for p, o in m.items() if isinstance(o, MFile))
+        dirs = sorted(p for p, o in m.items() if isinstance(o, MDir))
+        leaves = sorted(p for p, o in m.items() if not isinstance(o, MDir))
+        new = rng.choice(dirs).rstrip(b"/") + b"/n%d" % step
         op = rng.random()
-        if op < 0.25 or not files:
-            path = rng.choice(dirs) + b"/r%d" % step
-            d.create(T, path, rnd(rng, rng.choice((0, 100, 3000, 9000, 20000))))
-            files.append(path)
-        elif op < 0.45:
+        if op < 0.16 or not files:
+            d.create(t, new, rnd(rng, rng.choice((0, 100, 1100, 3000, 9000, 20000))))
+        elif op < 0.30:
             path = rng.choice(files)
-            size = len(d.models[T][path].data)
-            d.write(T, path, rng.randrange(size + 1), rnd(rng, rng.randrange(1, 10000)))
+            size = len(m[path].data)
+            d.write(t, path, rng.randrange(size + 4097), rnd(rng, rng.randrange(1, 10000)))
+        elif op < 0.35:
+            d.truncate(t, rng.choice(files), rng.randrange(20000))
+        elif op < 0.41:
+            d.unlink(t, rng.choice(leaves))
+        elif op < 0.46:
+            d.mkdir(t, new)
+        elif op < 0.48:
+            empty = [p for p in dirs if p != b"/" and not any(q.startswith(p + b"/") for q in m)]
+            if empty:
+                d.rmdir(t, rng.choice(empty))
+        elif op < 0.52:
+            d.link(t, rng.choice(files), new)
         elif op < 0.55:
-            path = rng.choice(files)
-            d.truncate(T, path, rng.randrange(20000))
-        elif op < 0.65:
-            path = rng.choice(files)
-            d.unlink(T, path)
-            files.remove(path)
+            d.symlink(t, new, rnd(rng, rng.randrange(1, 60)).hex().encode())
+        elif op < 0.61:
+            src = rng.choice(sorted(p for p in m if p != b"/"))
+            parents = [p for p in dirs if p != src and not p.startswith(src + b"/")]
+            d.rename(t, src, rng.choice(parents).rstrip(b"/") + b"/m%d" % step)
+        elif op < 0.66:
+            path = rng.choice(files + dirs)
+            names = sorted(m[path].xattrs)
+            if names and rng.random() < 0.3:
+                d.removexattr(t, path, rng.choice(names))
+            else:
+                d.setxattr(t, path, b"user.k%d" % rng.randrange(4), rnd(rng, rng.randrange(200)))
+        elif op < 0.68:
+            d.chmod(t, rng.choice(files + dirs), rng.choice((0o600, 0o755, 0o4711)))
+        elif op < 0.70:
+            d.orphan(t, rng.choice(files))
         elif op < 0.72:
-            path = rng.choice(dirs) + b"/d%d" % step
-            d.mkdir(T, path)
-            dirs.append(path)
-        elif op < 0.8:
-            path = rng.choice(dirs) + b"/h%d" % step
-            d.link(T, rng.choice(files), path)
-            files.append(path)
-        elif op < 0.87:
-            d.setxattr(T, rng.choice(files), b"user.k%d" % rng.randrange(4), rnd(rng, rng.randrange(200)))
+            d.release_orphans()
+        elif snapshots and op < 0.76:
+            d.commit(image=b"img%d" % step, tree=t)
+        elif snapshots and op < 0.80:
+            d.commit()
+            d.clone(rng.choice(sorted(d.kinds)), b"tree%d" % step)
+        elif snapshots and op < 0.83 and len(d.kinds) > 1:
+            d.delete(rng.choice(sorted(n for n in d.kinds if n != T)))
         else:
             d.commit()
+    d.release_orphans()
     d.commit()
 
 
@@ -200,6 +227,7 @@ WORKLOADS = {
     "snapshots": (wl_snapshots, 4 << 20),
     "churn": (wl_churn, 8 << 20),
     "random": (wl_random, 4 << 20),
+    "random-snapshots": (functools.partial(wl_random, snapshots=True), 4 << 20),
 }
 
 
