@@ -163,7 +163,7 @@ class Engine:
     def _commit(self, snapshot, totals):
         seq = self.seq + 1
         self.log.commit_seq = seq
-        if self.log.free_count() < self.clean_below:
+        if self.log.free_count() < self.clean_threshold():
             clean(self)
         drops = self.pending_drops
         self.pending_drops = []
@@ -204,11 +204,17 @@ class Engine:
         blocks = min(changed, ca_leaves) + changed // 40 + 64
         return -(-blocks // (self.log.seg_blocks - 1))
 
+    def clean_threshold(self):
+        """Free segments below which commits clean: above the point where writers stop
+        (reserve + commit reserve), or with small segments they hit ENOSPC on a device
+        full of garbage before the cleaner ever runs."""
+        return max(self.clean_below, self.log.reserve + self._commit_reserve() + 2)
+
     def reclaim(self, rounds=3):
         """Clean and commit until the writers have room again (a freed segment is
         reusable two commits later); NoSpaceError from the writer if this cannot help."""
         for _ in range(rounds):
-            if self.log.free_count() >= self.clean_below:
+            if self.log.free_count() >= self.clean_threshold():
                 return
             self.commit()
 

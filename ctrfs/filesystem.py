@@ -90,7 +90,7 @@ class FileSystem:
         a crash an uninlined file would read as zeros, its committed bytes lost)."""
         engine = self.engine
         for _ in range(rounds):
-            if engine.log.free_count() >= engine.clean_below:
+            if engine.log.free_count() >= engine.clean_threshold():
                 return
             try:
                 self.data.flush()
@@ -431,6 +431,7 @@ class FileSystem:
 
     def commit(self, image=None):
         """Flush and checkpoint; image=NAME also keeps this state as an immutable image."""
+        self._reclaim()               # room for the data first (its commits are consistent)
         self.data.flush()
         if image:
             self.engine.commit(snapshot=(self.name, image), totals=self.totals())
