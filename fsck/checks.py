@@ -85,6 +85,7 @@ class Checker(TreeChecks, SpaceChecks):
         self.undescribed = {}         # segno -> [paddr] of live blocks no summary describes
         self.misdescribed = []        # paddrs of live blocks with a wrong summary entry
         self.bad_data = set()         # hashes of data blocks whose content does not match
+        self.clashes = set()          # hashes of live blocks that share an address
         self._facts = {}
 
     # ---- recording -------------------------------------------------------------------------

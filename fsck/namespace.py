@@ -22,18 +22,34 @@ SAFE_KINDS = frozenset({"superblock", "checkpoint", "refcount", "usage", "summar
 ALL_KINDS = SAFE_KINDS | {"namespace", "salvage"}
 
 # Fact tags produced by parse_leaf.
-F_INODE, F_DIRENT, F_DOTDOT, F_ITEM, F_ORPHAN, F_SUPER, F_BAD = range(7)
+F_INODE, F_DIRENT, F_DOTDOT, F_ITEM, F_ORPHAN, F_SUPER, F_BAD, F_BLOCKS = range(8)
+S_IFMT, S_IFDIR = 0o170000, stat.S_IFDIR
+_BLOCK, _DIRENT = C.ITEM_BLOCK, C.ITEM_DIRENT
 
 
 def parse_leaf(keys, vals):
-    """Facts of one FS leaf: (tag, ...) tuples in key order."""
+    """Facts of one FS leaf: (tag, ...) tuples.  Block map items, the bulk of a tree, are
+    summed per inode into one (F_BLOCKS, ino, count, highest index) fact."""
     out = []
+    blocks = {}
     for key, val in zip(keys, vals):
+        # Fast path for well-formed block items; everything else gets the full judgement.
+        if len(key) == 17 and key[8] == _BLOCK and len(val) == BLOCK_ENTRY_SIZE and key[:8] != _ZERO_INO:
+            ino = int.from_bytes(key[:8], "big")
+            idx = int.from_bytes(key[9:], "big")
+            have = blocks.get(ino)
+            blocks[ino] = (1, idx) if have is None else (have[0] + 1, idx if idx > have[1] else have[1])
+            continue
         try:
-            out.append(_fact(bytes(key), bytes(val)))
+            out.append(_fact(key, val))
         except CorruptError as exc:
             out.append((F_BAD, bytes(key), str(exc)))
+    for ino, (n, last) in blocks.items():
+        out.append((F_BLOCKS, ino, n, last))
     return out
+
+
+_ZERO_INO = bytes(8)
 
 
 def _fact(key, val):
@@ -72,10 +88,8 @@ def _fact(key, val):
             raise CorruptError(f"directory {ino}: bad entry name {show(name)}")
         target, dtype = unpack_dirent(val)
         return (F_DOTDOT if name == DOTDOT else F_DIRENT, ino, name, target, dtype)
-    if item == C.ITEM_BLOCK:
-        if len(sub) != 8 or len(val) != BLOCK_ENTRY_SIZE:
-            raise CorruptError(f"inode {ino}: malformed block map item")
-        return (F_ITEM, ino, item, int.from_bytes(sub, "big"))
+    if item == C.ITEM_BLOCK:        # well-formed ones took parse_leaf's fast path
+        raise CorruptError(f"inode {ino}: malformed block map item")
     if not sub:
         raise CorruptError(f"inode {ino}: extended attribute without a name")
     return (F_ITEM, ino, item, 0)
@@ -85,7 +99,7 @@ class Namespace:
     """One FS tree's facts, gathered from its leaves in key order."""
 
     def __init__(self):
-        self.inodes = {}      # ino -> [fields list, inline]
+        self.inodes = {}      # ino -> (fields tuple, inline bytes)
         self.entries = {}     # (dir, name) -> [ino, dtype]  (".." kept apart)
         self.dotdot = {}      # dir -> parent ino
         self.items = {}       # ino -> number of xattr/block items
@@ -98,15 +112,16 @@ class Namespace:
         for f in facts:
             tag = f[0]
             if tag == F_INODE:
-                self.inodes[f[1]] = [list(f[2]), f[3]]
+                self.inodes[f[1]] = (f[2], f[3])
             elif tag == F_DIRENT:
                 self.entries[(f[1], f[2])] = [f[3], f[4]]
             elif tag == F_DOTDOT:
                 self.dotdot[f[1]] = f[3]
+            elif tag == F_BLOCKS:
+                self.items[f[1]] = self.items.get(f[1], 0) + f[2]
+                self.max_block[f[1]] = max(self.max_block.get(f[1], -1), f[3])
             elif tag == F_ITEM:
                 self.items[f[1]] = self.items.get(f[1], 0) + 1
-                if f[2] == C.ITEM_BLOCK:
-                    self.max_block[f[1]] = max(self.max_block.get(f[1], -1), f[3])
             elif tag == F_ORPHAN:
                 self.orphans.add(f[1])
             elif tag == F_SUPER:
@@ -125,7 +140,7 @@ def _dtype(mode):
 
 
 def _is_dir(fields):
-    return stat.S_ISDIR(fields[0])
+    return fields[0] & S_IFMT == S_IFDIR
 
 
 def _pack(ino, rec):
@@ -147,11 +162,12 @@ class Planner:
         self.edits = {}       # key -> value, or None to delete
         self.drop_inos = []   # inodes whose stray items are deleted wholesale
         self.trims = []       # (ino, first block index to unmap)
-        self.inodes = {i: [list(r[0]), r[1]] for i, r in ns.inodes.items()}
+        self.inodes = dict(ns.inodes)     # records are replaced, never changed in place
         self.entries = {k: list(v) for k, v in ns.entries.items()}
         self.dotdot = dict(ns.dotdot)
         self.orphans = set(ns.orphans)
         self.next_ino = ns.next_ino
+        self._names_cache = None
 
     def report(self, check, kind, msg):
         self.problems.append((check, f"{self.label}: {msg}", kind))
@@ -159,10 +175,12 @@ class Planner:
 
     # ---- edits on the model and the tree -------------------------------------------
     def _del_entry(self, d, name):
+        self._names_cache = None
         del self.entries[(d, name)]
         self.edits[dirent_key(d, name)] = None
 
     def _put_entry(self, d, name, ino, dtype):
+        self._names_cache = None
         self.entries[(d, name)] = [ino, dtype]
         self.edits[dirent_key(d, name)] = pack_dirent(ino, dtype)
 
@@ -204,12 +222,12 @@ class Planner:
             return
         what = "missing" if root is None else f"not a directory (mode {root[0][0]:#o})"
         if self.report("check_directories", "namespace", f"root directory {what}"):
-            self.inodes[C.ROOT_INO] = [[stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], b""]
+            self.inodes[C.ROOT_INO] = ((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0), b"")
             self._put_inode(C.ROOT_INO)
             self._put_dotdot(C.ROOT_INO, C.ROOT_INO)
 
     def check_entries(self):
-        for (d, name), (ino, dtype) in sorted(self.entries.items()):
+        for (d, name), (ino, dtype) in list(self.entries.items()):   # in tree order
             parent = self.inodes.get(d)
             if parent is None or not _is_dir(parent[0]):
                 what = "missing inode" if parent is None else "non-directory"
@@ -223,8 +241,8 @@ class Planner:
                     self._del_entry(d, name)
                 continue
             want = _dtype(target[0][0])
-            msg = f"directory {d}: entry {show(name)} has type {dtype}, inode {ino} is type {want}"
-            if dtype != want and self.report("check_directories", "inode", msg):
+            if dtype != want and self.report("check_directories", "inode", f"directory {d}: entry "
+                                             f"{show(name)} has type {dtype}, inode {ino} is type {want}"):
                 self._put_entry(d, name, ino, want)
         for d in sorted(self.dotdot):
             rec = self.inodes.get(d)
@@ -235,14 +253,17 @@ class Planner:
                     self.edits[dirent_key(d, DOTDOT)] = None
 
     def _names(self):
-        names = {}
-        for (d, name), (ino, _t) in self.entries.items():
-            names.setdefault(ino, []).append((d, name))
-        return names
+        """ino -> [(dir, name)] naming it (cached until an entry changes)."""
+        if self._names_cache is None:
+            names = {}
+            for (d, name), (ino, _t) in self.entries.items():
+                names.setdefault(ino, []).append((d, name))
+            self._names_cache = names
+        return self._names_cache
 
     def check_dir_names(self):
         """A directory has one name (the root none) and '..' naming the directory that holds it."""
-        for ino, where in sorted(self._names().items()):
+        for ino, where in list(self._names().items()):
             rec = self.inodes.get(ino)
             if rec is None or not _is_dir(rec[0]):
                 continue
@@ -255,7 +276,7 @@ class Planner:
                     for d, name in drop:
                         self._del_entry(d, name)
         names = self._names()
-        for ino, rec in sorted(self.inodes.items()):
+        for ino, rec in self.inodes.items():
             if not _is_dir(rec[0]):
                 continue
             where = names.get(ino)
@@ -331,7 +352,7 @@ class Planner:
         if e is not None:
             self._del_entry(C.ROOT_INO, LOST_FOUND)
         ino = self._alloc_ino()
-        self.inodes[ino] = [[stat.S_IFDIR | 0o700, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], b""]
+        self.inodes[ino] = ((stat.S_IFDIR | 0o700, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0), b"")
         self._put_inode(ino)
         self._put_entry(C.ROOT_INO, LOST_FOUND, ino, stat.S_IFDIR >> 12)
         self._put_dotdot(ino, C.ROOT_INO)
@@ -362,7 +383,7 @@ class Planner:
                 self.edits[fs_key(0, C.ITEM_SUPER)] = self.next_ino.to_bytes(8, "little") + bytes(8)
 
     def check_sizes(self):
-        for ino, last in sorted(self.ns.max_block.items()):
+        for ino, last in self.ns.max_block.items():
             rec = self.inodes.get(ino)
             if rec is None:
                 continue
@@ -382,7 +403,7 @@ class Planner:
                 count[ino] += 1
                 if _is_dir(rec[0]):
                     count[d] += 1
-        for ino, rec in sorted(self.inodes.items()):
+        for ino, rec in list(self.inodes.items()):
             if ino in self.unreachable:
                 continue   # reported as unreachable; its count is decided with its new name
             want = count[ino] + (1 if _is_dir(rec[0]) else 0)
@@ -390,7 +411,9 @@ class Planner:
                 want += 1
             if rec[0][3] != want and self.report("check_link_counts", "linkcount",
                                                  f"inode {ino}: link count {rec[0][3]}, found {want}"):
-                rec[0][3] = want
+                fields = list(rec[0])
+                fields[3] = want
+                self.inodes[ino] = (tuple(fields), rec[1])
                 self._put_inode(ino)
 
 

@@ -20,6 +20,7 @@ import logging
 from ..engine import Engine
 from ..errors import CorruptError, CtrfsError
 from ..format import constants as C
+from ..format.checksum import data_hash
 from ..format.items import block_key, fs_key, pack_snap
 from ..format.node import value_has_pointer
 from ..format.pointer import NULL_POINTER
@@ -196,7 +197,8 @@ class Repair:
                     paddr = info.paddr
                 elif old is not None:
                     paddr = old[0]      # unreadable: kept for now, dropped with its tree
-            elif old is not None and old[2] == kind and digest not in ck.bad_data:
+            elif (old is not None and old[2] == kind and digest not in ck.bad_data
+                  and (digest not in ck.clashes or self.holds(old[0], digest))):
                 paddr = old[0]
             else:
                 paddr = ck.locate(digest, kind)
@@ -209,6 +211,13 @@ class Repair:
                 e = new.setdefault(digest, list(old))
                 e[1] = max(e[1], old[1])
         return new
+
+    def holds(self, paddr, digest):
+        """Whether the data block at paddr has this content address."""
+        try:
+            return data_hash(self.dev.read(paddr)) == digest
+        except CtrfsError:
+            return False
 
     def fix_index(self):
         """Write the differences into the CA delta, moving live counts along."""

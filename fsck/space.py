@@ -86,25 +86,21 @@ class SpaceChecks:
             off += 1 + len(unit["entries"])
         return units, None
 
-    def expected_blocks(self):
-        """paddr -> (kind, owner, hash) of every live block."""
-        want = {}
+    def live_blocks(self):
+        """(paddr, kind, owner, hash) of every live block: CA entries, system tree nodes."""
         for digest, (paddr, _r, kind) in self.ca.items():
-            want[paddr] = (kind, C.TREE_FS if kind == C.BLOCK_NODE else 0, digest)
+            yield paddr, kind, C.TREE_FS if kind == C.BLOCK_NODE else 0, digest
         for kind, paddr, digest, _l, _k in self.sysnodes:
-            want[paddr] = (C.BLOCK_SYSNODE, kind, digest)
-        return want
+            yield paddr, C.BLOCK_SYSNODE, kind, digest
 
     def check_summaries(self):
         log.info("Checking log unit summaries")
         lg = self.log
-        want = self.expected_blocks()
-        segs = sorted({lg.seg_of(p) for p in want} | {s for s, e in self.usage_table.items()
-                                                       if e[0] != C.SEG_FREE})
+        segs = {lg.seg_of(e[0]) for e in self.ca.values()} | {lg.seg_of(n[1]) for n in self.sysnodes}
+        segs = sorted(segs | {s for s, e in self.usage_table.items() if e[0] != C.SEG_FREE})
         self.progress.pass_("summaries", len(segs))
         described = {}
         self.bad_units = {}
-        self.misdescribed = []
         for s in segs:
             self.progress.update()
             units, why = self.log_units(s)
@@ -113,20 +109,28 @@ class SpaceChecks:
                     described[base + i] = entry
             if why:
                 self.bad_units[s] = why
-        undescribed = {}
-        for paddr, (kind, owner, digest) in sorted(want.items()):
+        undescribed, owners = {}, {}
+        for paddr, kind, owner, digest in self.live_blocks():
+            if paddr in owners:
+                self._paddr_clash(paddr, owners[paddr], digest)
+            owners[paddr] = digest
             got = described.get(paddr)
             if got is None:
                 undescribed.setdefault(lg.seg_of(paddr), []).append(paddr)
-            elif got != (kind, owner, digest[:C.HASH_PREFIX_SIZE]):
+            elif got[0] != kind or got[1] != owner or got[2] != digest[:C.HASH_PREFIX_SIZE]:
                 self.misdescribed.append(paddr)
                 self.problem("check_summaries", f"block {paddr}: summary says {KIND_NAMES.get(got[0])} "
                              f"owner {got[1]} hash {got[2].hex()}, the block is {KIND_NAMES[kind]} "
-                             f"owner {owner} "
-                             f"hash {digest[:C.HASH_PREFIX_SIZE].hex()}", "summary")
+                             f"owner {owner} hash {digest[:C.HASH_PREFIX_SIZE].hex()}", "summary")
         for s, paddrs in sorted(undescribed.items()):
             why = self.bad_units.get(s)
+            paddrs.sort()
             self.problem("check_summaries", f"segment {s}: {len(paddrs)} live blocks (first {paddrs[0]}) not "
                          f"described by a log unit summary" + (f" ({why})" if why else ""), "summary")
         self.undescribed = undescribed
 
+    def _paddr_clash(self, paddr, first, second):
+        """Two live blocks at one address: at most one of them is really there."""
+        self.clashes.update((first, second))
+        self.problem("check_summaries", f"blocks {first.hex()[:16]} and {second.hex()[:16]} both live at "
+                     f"block {paddr}", "refcount")

@@ -8,7 +8,6 @@ from ..errors import CorruptError, UsageError
 from ..format import constants as C
 from ..format.checksum import data_hash
 from ..format.items import unpack_ca, unpack_snap, unpack_usage
-from ..format.node import value_has_pointer
 from .walk import BadNode, NodeInfo, walk_tree
 
 log = logging.getLogger("ctrfs.fsck")
@@ -46,13 +45,28 @@ class TreeChecks:
                     self.sysnodes.append((kind, info.paddr, p[1], info.level, bytes(info.keys[0])))
 
             for leaf in walk_tree(self.reader, kind, ptr, visit=visit, problem=problem)[0]:
-                for key, val in zip(leaf.keys, leaf.vals):
+                items = zip(leaf.keys, leaf.vals)
+                if kind == C.TREE_CA:
+                    items = self._ca_items(items)      # the well-formed majority, fast
+                for key, val in items:
                     try:
                         self._system_item(kind, bytes(key), bytes(val))
                     except (CorruptError, UsageError) as exc:
                         problem(f"item {bytes(key).hex()[:40]}: {exc}")
         self.note(f"{len(self.snapshots)} snapshots, {len(self.ca)} content-address entries, "
                   f"{len(self.sysnodes)} system tree nodes")
+
+    def _ca_items(self, items):
+        """Store the well-formed CA entries; yield the others for _system_item to judge."""
+        ca, lg = self.ca, self.log
+        lo, hi = lg.first, lg.first + lg.nsegs * lg.seg_blocks
+        for key, val in items:
+            if len(key) == C.HASH_SIZE and len(val) == 16:
+                paddr, ref, bkind = unpack_ca(val)
+                if (bkind == C.BLOCK_DATA or bkind == C.BLOCK_NODE) and lo <= paddr < hi:
+                    ca[bytes(key)] = [paddr, ref, bkind]
+                    continue
+            yield key, val
 
     def _system_item(self, kind, key, val):
         if kind == C.TREE_SNAP:
@@ -113,37 +127,47 @@ class TreeChecks:
         self.refs[digest] = self.refs.get(digest, 0) + n
         have = self.ref_kind.setdefault(digest, kind)
         if have != kind:
-            self.problem("check_pointers", f"block {short(digest)} is pointed at both as "
-                         f"{KIND_NAMES[have]} and as {KIND_NAMES[kind]}", "salvage")
+            self._kind_clash(digest, have, kind)
+
+    def _kind_clash(self, digest, have, kind):
+        self.problem("check_pointers", f"block {short(digest)} is pointed at both as "
+                     f"{KIND_NAMES[have]} and as {KIND_NAMES[kind]}", "salvage")
 
     def _fs_visit(self, ptr, info, first):
+        """Count the pointers of each distinct FS node once (the hot loop of fsck)."""
         if not first:
             return
         self.progress.update()
         if isinstance(info, BadNode):
             return
+        refs, kinds, ca = self.refs, self.ref_kind, self.ca
         if info.level > 0:
-            for paddr, digest in info.vals:
-                self._ref(digest, C.BLOCK_NODE)
-                self._hint(digest, paddr)
-            return
-        for key, val in zip(info.keys, info.vals):
-            if value_has_pointer(C.TREE_FS, key) and len(val) == 40:
-                digest = bytes(val[8:40])
-                self._ref(digest, C.BLOCK_DATA)
-                self._hint(digest, int.from_bytes(val[:8], "little"))
-
-    def _hint(self, digest, paddr):
-        e = self.ca.get(digest)
-        if e is not None and e[0] != paddr:
-            self.stale_hints += 1
-        self.data_hints.setdefault(digest, paddr)
+            kind, pointers = C.BLOCK_NODE, info.vals
+        else:
+            kind, hints = C.BLOCK_DATA, self.data_hints
+            pointers = [(int.from_bytes(v[:8], "little"), bytes(v[8:40])) for k, v in zip(info.keys, info.vals)
+                        if len(k) > 8 and k[8] == C.ITEM_BLOCK and len(v) == 40]
+        for paddr, digest in pointers:
+            refs[digest] = refs.get(digest, 0) + 1
+            have = kinds.setdefault(digest, kind)
+            if have != kind:
+                self._kind_clash(digest, have, kind)
+            e = ca.get(digest)
+            if e is not None and e[0] != paddr:
+                self.stale_hints += 1
+            if kind == C.BLOCK_DATA:
+                hints.setdefault(digest, paddr)
 
     # ---- pointers and reference counts ------------------------------------------------------------
     def check_pointers(self):
         log.info("Checking block pointers")
-        for digest, kind in sorted(self.ref_kind.items()):
-            e = self.ca.get(digest)
+        ca, nodes = self.ca, self.fs_nodes
+        for digest, kind in self.ref_kind.items():
+            e = ca.get(digest)
+            if e is not None and e[2] == kind:
+                info = nodes.get(digest) if kind == C.BLOCK_NODE else None
+                if info is None or isinstance(info, BadNode) or info.paddr == e[0]:
+                    continue
             what = f"{KIND_NAMES[kind]} block {short(digest)} ({self.refs[digest]} references)"
             if e is None:
                 if self.bad_sys.get(C.TREE_CA):
@@ -180,8 +204,9 @@ class TreeChecks:
         log.info("Checking reference counts")
         incomplete = any(isinstance(i, BadNode) for i in self.fs_nodes.values())
         skipped = 0
-        for digest, (paddr, ref, kind) in sorted(self.ca.items()):
-            want = self.refs.get(digest, 0)
+        refs = self.refs
+        for digest, (paddr, ref, kind) in self.ca.items():       # in hash order: the CA tree's
+            want = refs.get(digest, 0)
             if want == ref:
                 continue
             if incomplete and want < ref:
@@ -196,7 +221,6 @@ class TreeChecks:
                              "refcount")
         if skipped:
             self.note(f"{skipped} refcounts above the references found not reported (unreadable nodes)")
-
 
     # ---- data ----------------------------------------------------------------------------------------
     def check_data(self):

@@ -5,7 +5,7 @@ Every node is verified where it is read (CRC, blake3, tree kind, key order in
 its parent's separators give it).  A failure is returned as a value, never raised, so
 one bad node costs its subtree and not the whole check."""
 from ..errors import CorruptError, DeviceError
-from ..format.node import decode_node, encode_node
+from ..format.node import block_digest, decode_node
 
 MAX_LEVEL = 32        # a tree deeper than this is damage, not data
 
@@ -53,8 +53,8 @@ class NodeReader:
             try:
                 raw = self.read_block(where)
                 self.nodes_read += 1
-                tree, level, gen, keys, vals = decode_node(raw, expect_tree=kind)
-                got = encode_node(tree, level, gen, keys, vals, self.block_size)[1]
+                tree, level, _gen, keys, vals = decode_node(raw, expect_tree=kind)
+                got = block_digest(raw, tree, level, keys, vals)
             except (CorruptError, ValueError) as exc:
                 reasons.append(f"block {where}: {exc}")
                 continue

@@ -290,6 +290,15 @@ def wrong_refcount(img, delta=1, kind=C.BLOCK_DATA, index=0):
     return f"{what} block {h.hex()[:16]}: refcount {e[1]} -> {e[1] + delta}"
 
 
+def shared_address(img, index=0):
+    """Point one data block's CA entry at another data block's address."""
+    with _Edit(img) as engine:
+        data = _ca_entries(engine, C.BLOCK_DATA)
+        (h, e), (_, e2) = data[index % len(data)], data[(index + 1) % len(data)]
+        engine.ca.delta[h] = [e2[0], e[1], e[2]]
+    return f"data block {h.hex()[:16]}: CA entry moved from block {e[0]} to {e2[0]}"
+
+
 def leak_block(img):
     """A data block with refcount 1 that nothing points at."""
     with _Edit(img) as engine:

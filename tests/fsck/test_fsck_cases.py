@@ -54,6 +54,7 @@ CASES = [
     case("refcount-node-high", lambda img: K.wrong_refcount(img, +2, C.BLOCK_NODE), "check_refcounts"),
     case("refcount-node-zero", lambda img: K.wrong_refcount(img, -1, C.BLOCK_NODE), "check_refcounts"),
     case("leaked-block", K.leak_block, "check_refcounts"),
+    case("shared-address", K.shared_address, "check_summaries"),
     case("usage-high", lambda img: K.wrong_usage(img, +3), "check_usage"),
     case("usage-low", lambda img: K.wrong_usage(img, -1), "check_usage"),
     *[case(f"summary-{h}", lambda img, h=h: K.corrupt_summary(img, h), "check_summaries") for h in HOWS],
