@@ -1,0 +1,15 @@
+"""Shared by every test tier: the hypothesis profiles, registered once.
+
+HYPOTHESIS_PROFILE=ci (default): derandomised, a fixed number of examples, no deadline
+(CI machines stall).  HYPOTHESIS_PROFILE=deep: many more random examples, for a soak run.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=100, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("deep", deadline=None, max_examples=5000, suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
