@@ -1,0 +1,40 @@
+# ctrfs: run as root on Debian 12.  `make test` and `make demo` install what they need.
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config python3-dev python3-venv gcc busybox-static \
+	umoci skopeo docker-registry squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr
+SBIN_TOOLS := mount.ctrfs fsck.ctrfs mkfs.ctrfs
+
+.PHONY: deps apt-deps test demo install bench
+
+deps: apt-deps $(VENV)/.installed
+
+# dpkg first, so a machine that has everything never calls apt-get (nor needs the network).
+apt-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+		dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+# Editable on purpose: a regular install plus anything that puts the repository root on
+# sys.path shadows the installed ctrfs with ./ctrfs (STYLE.md, "the trap").
+$(VENV)/.installed: pyproject.toml | apt-deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: deps
+	sh demo/demo.sh
+
+install: deps
+	for t in $(SBIN_TOOLS); do ln -sf $(CURDIR)/$(VENV)/bin/$$t /sbin/$$t; done
+
+bench: deps
+	$(PY) bench/run.py
