@@ -371,7 +371,11 @@ class FsModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def check_image(self, data):
         image = data.draw(st.sampled_from(sorted(self.images)))
-        self.compare(FileSystem(self.engine, image, writable=False), self.images[image])
+        model = self.images[image]
+        self.compare(FileSystem(self.engine, image, writable=False), model)
+        e = self.engine.snapshot(image)
+        assert (e["logical_bytes"], e["inodes"]) == (
+            sum(len(n.data) for n in model.nodes.values() if n.kind == "reg"), len(model.nodes))
 
     @rule()
     def reopen(self):
