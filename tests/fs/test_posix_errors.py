@@ -10,6 +10,7 @@ from ctrfs.errors import FsError
 from ctrfs.filesystem import FileSystem, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE
 from ctrfs.format import constants as C
 from ctrfs.format.items import unpack_ca
+from ctrfs.format.node import max_item
 
 ROOT = C.ROOT_INO
 BS = 4096
@@ -252,6 +253,12 @@ def test_xattr_errors_and_limits(mounted, tree):
     assert err(fs.getxattr, f, b"user." + b"n" * 251) == "ERANGE"
     assert err(fs.setxattr, f, b"", b"v") == "ERANGE"
     assert err(fs.setxattr, f, b"user.big", b"v" * 65537) == "E2BIG"
+    # a value lives in one tree item (half a node): larger ones are ENOSPC, as on ext4
+    room = max_item(mounted.engine.block_size) - 4 - 9 - len(b"user.big")
+    fs.setxattr(f, b"user.big", b"v" * room)
+    assert fs.getxattr(f, b"user.big") == b"v" * room
+    assert err(fs.setxattr, f, b"user.big", b"v" * (room + 1)) == "ENOSPC"
+    fs.removexattr(f, b"user.big")
     longest = b"user." + b"n" * 250                                          # 255 bytes
     names = [b"security.capability", b"trusted.overlay.opaque", b"user.a", longest,
              b"system.posix_acl_access", b"system.posix_acl_default"]
