@@ -95,7 +95,9 @@ def encode_node(tree, level, generation, keys, vals, block_size):
 def decode_node(raw, expect_tree=None):
     """Verify CRC and bounds, then parse.  Returns (tree, level, generation, keys, vals)."""
     raw = bytes(raw)
-    if len(raw) < C.NODE_HEADER_SIZE or raw[:4] != C.NODE_MAGIC:
+    if len(raw) < C.NODE_HEADER_SIZE:
+        raise CorruptError(f"tree node truncated: {len(raw)} bytes")
+    if raw[:4] != C.NODE_MAGIC:
         raise CorruptError("tree node: bad magic")
     _magic, tree, level, nitems, generation, payload_len, stored_crc, _r = _HEADER.unpack_from(raw)
     end = C.NODE_HEADER_SIZE + payload_len

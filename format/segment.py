@@ -65,7 +65,9 @@ def encode_summary(unit_seq, commit_seq, segment, entries, block_size) -> bytes:
 def decode_summary(raw) -> dict:
     """Returns {unit_seq, commit_seq, segment, entries: [(kind, owner, prefix)]}."""
     raw = bytes(raw)
-    if len(raw) < SUMMARY_HEADER_SIZE or raw[:8] != C.SUMMARY_MAGIC:
+    if len(raw) < SUMMARY_HEADER_SIZE:
+        raise CorruptError(f"log unit summary truncated: {len(raw)} bytes")
+    if raw[:8] != C.SUMMARY_MAGIC:
         raise CorruptError("log unit summary: bad magic")
     hdr = SummaryHeader.parse(raw[:SUMMARY_HEADER_SIZE])
     end = SUMMARY_HEADER_SIZE + hdr.count * SUMMARY_ENTRY_SIZE

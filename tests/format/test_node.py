@@ -237,7 +237,8 @@ def test_totality_of_well_framed_leaves(items, nitems):
 
 
 @pytest.mark.parametrize("raw,message", [
-    (b"", "bad magic"),
+    (b"", "truncated: 0 bytes"),
+    (C.NODE_MAGIC + bytes(27), "truncated: 31 bytes"),
     (b"CTNX" + bytes(BS - 4), "bad magic"),
     (seal(C.TREE_CA, 0, 0, b""), "bad payload length"),
     (seal(C.TREE_CA, 0, 1, b"", payload_len=BS), "bad payload length"),
