@@ -55,8 +55,8 @@ def encode_summary(unit_seq, commit_seq, segment, entries, block_size) -> bytes:
         body[pos + 4:pos + 16] = digest[:C.HASH_PREFIX_SIZE]
         pos += SUMMARY_ENTRY_SIZE
         n += 1
-    if n > max_entries(block_size):
-        raise ValueError("too many summary entries")
+    if not 0 < n <= max_entries(block_size):
+        raise ValueError(f"{n} summary entries, want 1..{max_entries(block_size)}")  # decode refuses 0
     body[:SUMMARY_HEADER_SIZE] = _HEADER.pack(C.SUMMARY_MAGIC, unit_seq, commit_seq, segment, n, 0, 0, 0)
     body[CRC_OFFSET:CRC_OFFSET + 4] = crc32c(bytes(body[:pos])).to_bytes(4, "little")
     return bytes(body)

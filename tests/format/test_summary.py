@@ -64,6 +64,8 @@ def test_max_entries():
     assert max_entries(4096) == 253
     with pytest.raises(ValueError):
         encode_summary(1, 1, 0, [(C.BLOCK_DATA, 0, bytes(32))] * 254, 4096)
+    with pytest.raises(ValueError):      # a unit has at least one block: decode refuses count 0
+        encode_summary(1, 1, 0, [], 4096)
 
 
 def test_every_bit_flip_in_checked_bytes_is_detected():
