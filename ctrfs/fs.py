@@ -1,0 +1,382 @@
+"""pyfuse3 Operations over a FileSystem.  The handlers only translate (arguments in,
+EntryAttributes out); the logic lives in ctrfs.filesystem, which tests drive without FUSE.
+
+Only FUSEError may leave a handler (anything else kills pyfuse3's loop and hangs the
+mount): `handler` maps FsError/CtrfsError to their errno and logs anything unexpected
+as EIO.
+
+Reference counts.  The kernel holds a lookup count per inode (every reply carrying an
+entry adds one, FORGET drops them); while it is non-zero the inode counts as open in
+the FileSystem, as does every open file handle.  So an inode whose last name goes away
+while the kernel still knows it (an open file, a working directory) lives on with
+nlink 0 and is freed at the last release/forget (or at the next mount, as an orphan, if
+the daemon dies first).
+
+Timeouts.  Immutable images (read-only mounts) never change under the kernel: long
+entry/attr timeouts and keep_cache let it answer stat() and re-reads without a round
+trip.  Writable trees change only through this mount, so the kernel's own caches stay
+right; the short timeouts are a safety margin, not a coherence mechanism.
+"""
+import errno
+import functools
+import logging
+import os
+import stat
+
+import pyfuse3
+import trio
+from pyfuse3 import FUSEError
+
+from .engine import check_snap_name
+from .errors import CtrfsError, FsError, NoSpaceError, UsageError
+from .format import constants as C
+
+log = logging.getLogger("ctrfs.fs")
+
+COMMIT_XATTR = b"trusted.ctrfs.commit"   # setxattr on the root: `ctrfs commit MNT NAME`
+RO_TIMEOUT = 3600.0
+RW_TIMEOUT = 1.0
+COOKIE_DOT, COOKIE_DOTDOT, COOKIE_BASE = 1, 2, 2   # readdir ids: ".", "..", then FS cookie + 2
+COOKIE_MAX = (1 << 63) - 1
+assert pyfuse3.ROOT_INODE == C.ROOT_INO
+
+
+def handler(fn):
+    """Run a sync handler body; only FUSEError gets out."""
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        try:
+            return fn(self, *args)
+        except FUSEError:
+            raise
+        except FsError as exc:
+            raise FUSEError(exc.errno) from None
+        except NoSpaceError:
+            raise FUSEError(errno.ENOSPC) from None
+        except CtrfsError as exc:
+            log.error("%s: %s", fn.__name__, exc)
+            raise FUSEError(exc.errno) from None
+        except Exception:
+            log.exception("%s%r failed", fn.__name__, args[:2])
+            raise FUSEError(errno.EIO) from None
+    return wrapper
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+
+    def __init__(self, fs, *, fsync="ignore", commit_interval=5.0):
+        super().__init__()
+        self.fs = fs
+        self.engine = fs.engine
+        self.readonly = not fs.writable
+        self.timeout = RO_TIMEOUT if self.readonly else RW_TIMEOUT
+        self.honor_fsync = fsync == "honor"
+        self.commit_interval = commit_interval
+        self.lookups = {}               # ino -> kernel lookup count
+        self.bs = self.engine.block_size
+
+    # ---- helpers ----------------------------------------------------------------------
+    def _attr(self, ind):
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = ind.ino
+        a.generation = ind.generation
+        a.entry_timeout = a.attr_timeout = self.timeout
+        a.st_mode = ind.mode
+        a.st_nlink = ind.nlink
+        a.st_uid = ind.uid
+        a.st_gid = ind.gid
+        a.st_rdev = ind.rdev
+        a.st_size = ind.size
+        a.st_blksize = self.bs
+        a.st_blocks = -(-ind.size // self.bs) * (self.bs // 512)
+        a.st_atime_ns = ind.atime_ns
+        a.st_mtime_ns = ind.mtime_ns
+        a.st_ctime_ns = ind.ctime_ns
+        return a
+
+    def _ref(self, ind):
+        """An entry reply: the kernel's lookup count of ind.ino goes up by one."""
+        n = self.lookups.get(ind.ino, 0)
+        if n == 0:
+            self.fs.open(ind.ino)
+        self.lookups[ind.ino] = n + 1
+        return self._attr(ind)
+
+    def _owner(self, parent, ctx, mode):
+        """uid, gid and mode of a new inode: a set-group-ID directory passes on its group
+        (and, to subdirectories, the bit itself), as on local file systems."""
+        pdir = self.fs.getattr(parent)
+        if pdir.mode & stat.S_ISGID:
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+            return ctx.uid, pdir.gid, mode
+        return ctx.uid, ctx.gid, mode
+
+    def commit(self, image=None):
+        """Flush and checkpoint.  A commit that fails half way leaves the device at its last
+        checkpoint and the engine unusable: from then on the mount refuses writes (EROFS),
+        like errors=remount-ro."""
+        try:
+            self.fs.commit(image=image)
+        except Exception:
+            if self.engine.failed is not None and self.fs.writable:
+                log.error("commit failed, the mount is read-only from now on (the device keeps "
+                          "its last checkpoint)", exc_info=True)
+                self.fs.writable = False
+            raise
+
+    def has_changes(self):
+        return self.fs.writable and (self.fs.tree.is_dirty() or bool(self.fs.data.dirty))
+
+    async def committer(self):
+        """Background task: data reaches the device within commit_interval seconds."""
+        while True:
+            await trio.sleep(self.commit_interval)
+            if self.has_changes():
+                try:
+                    self.commit()
+                except NoSpaceError:
+                    log.warning("periodic commit: no space left on the device")
+                except Exception:
+                    log.exception("periodic commit failed")
+
+    def shutdown(self):
+        """After the main loop: drop what the kernel held (frees unlinked open files),
+        commit, close the device."""
+        try:
+            if self.fs.writable:
+                for ino in list(self.fs.open_count):
+                    self.fs.open_count[ino] = 1
+                    self.fs.release(ino)
+                self.commit()
+        finally:
+            self.lookups.clear()
+            self.engine.close()
+
+    # ---- lookups and attributes ------------------------------------------------------------
+    @handler
+    def lookup(self, parent, name, ctx):
+        try:
+            ino = self.fs.lookup(parent, name)
+        except FsError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            neg = pyfuse3.EntryAttributes()      # st_ino 0: the kernel caches the miss
+            neg.st_ino = 0
+            neg.entry_timeout = self.timeout
+            return neg
+        return self._ref(self.fs.getattr(ino))
+
+    @handler
+    def forget(self, inode_list):
+        for ino, n in inode_list:
+            left = self.lookups.get(ino, 0) - n
+            if left > 0:
+                self.lookups[ino] = left
+            elif self.lookups.pop(ino, None) is not None:
+                self.fs.release(ino)
+
+    @handler
+    def getattr(self, inode, ctx):
+        return self._attr(self.fs.getattr(inode))
+
+    @handler
+    def setattr(self, inode, attr, fields, fh, ctx):
+        kw = {}
+        if fields.update_size:
+            kw["size"] = attr.st_size
+        if fields.update_mode:
+            kw["mode"] = attr.st_mode
+        if fields.update_uid:
+            kw["uid"] = attr.st_uid
+        if fields.update_gid:
+            kw["gid"] = attr.st_gid
+        if fields.update_atime:
+            kw["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            kw["mtime_ns"] = attr.st_mtime_ns
+        if fields.update_ctime:
+            kw["ctime_ns"] = attr.st_ctime_ns
+        return self._attr(self.fs.setattr(inode, **kw))
+
+    @handler
+    def access(self, inode, mode, ctx):
+        """Only asked without default_permissions (mount.ctrfs always sets it)."""
+        ind = self.fs.getattr(inode)
+        if mode == os.F_OK:
+            return True
+        if ctx.uid == 0:
+            return not (mode & os.X_OK) or ind.is_dir or bool(ind.mode & 0o111)
+        if ctx.uid == ind.uid:
+            bits = ind.mode >> 6
+        elif ctx.gid == ind.gid or ind.gid in pyfuse3.get_sup_groups(ctx.pid):
+            bits = ind.mode >> 3
+        else:
+            bits = ind.mode
+        return mode & ~bits & 7 == 0
+
+    @handler
+    def statfs(self, ctx):
+        info = self.fs.statfs()
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = info["block_size"]
+        s.f_blocks = info["blocks"]
+        s.f_bfree = s.f_bavail = info["free"]
+        s.f_files = info["blocks"]            # inodes are items in the tree: space bounds them
+        s.f_ffree = s.f_favail = info["free"]
+        s.f_namemax = C.NAME_MAX
+        return s
+
+    # ---- namespace -----------------------------------------------------------------------------
+    @handler
+    def mknod(self, parent, name, mode, rdev, ctx):
+        uid, gid, mode = self._owner(parent, ctx, mode)
+        return self._ref(self.fs.mknod(parent, name, mode, uid, gid, rdev))
+
+    @handler
+    def mkdir(self, parent, name, mode, ctx):
+        uid, gid, mode = self._owner(parent, ctx, stat.S_IFDIR | mode)
+        return self._ref(self.fs.mkdir(parent, name, mode, uid, gid))
+
+    @handler
+    def symlink(self, parent, name, target, ctx):
+        uid, gid, _mode = self._owner(parent, ctx, stat.S_IFLNK)
+        return self._ref(self.fs.symlink(parent, name, target, uid, gid))
+
+    @handler
+    def readlink(self, inode, ctx):
+        return self.fs.readlink(inode)
+
+    @handler
+    def link(self, inode, new_parent, new_name, ctx):
+        return self._ref(self.fs.link(inode, new_parent, new_name))
+
+    @handler
+    def unlink(self, parent, name, ctx):
+        self.fs.unlink(parent, name)
+
+    @handler
+    def rmdir(self, parent, name, ctx):
+        self.fs.rmdir(parent, name)
+
+    @handler
+    def rename(self, parent_old, name_old, parent_new, name_new, flags, ctx):
+        self.fs.rename(parent_old, name_old, parent_new, name_new, flags)
+
+    # ---- directories ------------------------------------------------------------------------------
+    @handler
+    def opendir(self, inode, ctx):
+        if not self.fs.getattr(inode).is_dir:
+            raise FUSEError(errno.ENOTDIR)
+        return inode
+
+    @handler
+    def readdir(self, fh, start_id, token):
+        """readdirplus: every entry with its attributes ("." and ".." add no lookup)."""
+        fs = self.fs
+        if start_id < COOKIE_DOT:
+            if not pyfuse3.readdir_reply(token, b".", self._attr(fs.getattr(fh)), COOKIE_DOT):
+                return
+        if start_id < COOKIE_DOTDOT:
+            parent = fs.getattr(fs.parent_of(fh))
+            if not pyfuse3.readdir_reply(token, b"..", self._attr(parent), COOKIE_DOTDOT):
+                return
+        entries = fs.readdir(fh, max(start_id - COOKIE_BASE, 0))
+        try:
+            for name, ino, cookie in entries:
+                ind = fs.getattr(ino)
+                if not pyfuse3.readdir_reply(token, name, self._attr(ind), min(cookie + COOKIE_BASE, COOKIE_MAX)):
+                    return
+                self._ref(ind)
+        finally:
+            entries.close()
+
+    @handler
+    def releasedir(self, fh):
+        pass
+
+    @handler
+    def fsyncdir(self, fh, datasync):
+        if self.honor_fsync and self.has_changes():
+            self.commit()
+
+    # ---- files --------------------------------------------------------------------------------------
+    def _file_info(self, ino):
+        return pyfuse3.FileInfo(fh=ino, keep_cache=self.readonly)
+
+    @handler
+    def open(self, inode, flags, ctx):
+        if self.fs.getattr(inode).is_dir:
+            raise FUSEError(errno.EISDIR)
+        if flags & os.O_ACCMODE != os.O_RDONLY and not self.fs.writable:
+            raise FUSEError(errno.EROFS)
+        self.fs.open(inode)
+        return self._file_info(inode)
+
+    @handler
+    def create(self, parent, name, mode, flags, ctx):
+        uid, gid, mode = self._owner(parent, ctx, mode)
+        ind = self.fs.mknod(parent, name, stat.S_IFREG | stat.S_IMODE(mode), uid, gid)
+        self.fs.open(ind.ino)
+        return self._file_info(ind.ino), self._ref(ind)
+
+    @handler
+    def read(self, fh, off, size):
+        return self.fs.read(fh, off, size)
+
+    @handler
+    def write(self, fh, off, buf):
+        return self.fs.write(fh, off, buf)
+
+    @handler
+    def flush(self, fh):
+        pass   # close(): data reaches the device with the next commit (see fsync)
+
+    @handler
+    def release(self, fh):
+        self.fs.release(fh)
+
+    @handler
+    def fsync(self, fh, datasync):
+        # fsync=ignore (default): durability comes with the periodic commit and umount.
+        # fsync=honor: a commit (a whole checkpoint: ctrfs has no per-file journal).
+        if self.honor_fsync and self.has_changes():
+            self.commit()
+
+    # ---- xattrs -------------------------------------------------------------------------------------
+    @handler
+    def getxattr(self, inode, name, ctx):
+        if inode == C.ROOT_INO and name == COMMIT_XATTR:
+            raise FUSEError(errno.ENODATA)
+        return self.fs.getxattr(inode, name)
+
+    @handler
+    def setxattr(self, inode, name, value, ctx):
+        if inode == C.ROOT_INO and name == COMMIT_XATTR:
+            self._commit_image(bytes(value))
+        else:
+            self.fs.setxattr(inode, name, value)
+
+    def _commit_image(self, name):
+        """`ctrfs commit MNT NAME[:TAG]`: the live tree becomes image NAME[:TAG]; the mount
+        goes on over it.  EINVAL for a bad name, EEXIST if it is taken, EROFS read-only."""
+        if not self.fs.writable:
+            raise FUSEError(errno.EROFS)
+        try:
+            check_snap_name(name)
+        except UsageError:
+            raise FUSEError(errno.EINVAL) from None
+        if self.engine.snapshot(name) is not None:
+            raise FUSEError(errno.EEXIST)
+        self.commit(image=name)
+        log.info("committed image %s", name.decode(errors="replace"))
+
+    @handler
+    def listxattr(self, inode, ctx):
+        return self.fs.listxattr(inode)
+
+    @handler
+    def removexattr(self, inode, name, ctx):
+        self.fs.removexattr(inode, name)

@@ -1,0 +1,427 @@
+"""mount.ctrfs: mount a ctrfs device through FUSE, as a mount(8) helper.
+
+    mount.ctrfs DEVICE MOUNTPOINT [-sfnv] [-o OPTIONS]
+
+After `make install` (a link in /sbin), `mount -t ctrfs DEVICE DIR -o ...` and fstab
+lines run it.  It opens the device (an exclusive lock for rw, shared for ro), mounts,
+then detaches into the background: errors reach the terminal, and the mount exists
+when the command returns.  `umount DIR`, `fusermount3 -u DIR`, SIGTERM or SIGINT end
+the daemon, which then commits (a checkpoint) and closes the device.
+
+Flags: -f stay in the foreground (log to stderr), -v verbose, -s sloppy (ignore unknown
+options), -n accepted (no mtab to write).  Note that mount(8) -f means "fake": this
+helper follows the FUSE convention (foreground) instead.
+
+Options (-o, comma-separated, may repeat):
+  ro / rw             read-only (the device is opened read-only) or read-write (default)
+  image=NAME          with ro: mount image NAME itself (immutable).  With rw: mount the
+                      writable clone "@clone:NAME", created from the image if missing
+                      (so every rw mount of image=NAME continues the same clone).  If
+                      NAME is a writable tree, it is mounted as it is.  Without image=
+                      the device's default tree (@default, made by mkfs) is mounted.
+  fsync=ignore|honor  ignore (default): fsync returns at once, data reaches the device
+                      with the periodic commit and at umount; honor: fsync commits
+  commit=SECONDS      interval of the periodic commit of changed data (default 5)
+  cache=SIZE          memory bound, e.g. 256M (default): half for dirty file data
+                      (written out when full), half for the decoded tree node cache
+  FUSE / VFS options  passed to the kernel: suid nosuid dev nodev exec noexec sync async
+                      dirsync atime noatime allow_other allow_root default_permissions
+                      auto_unmount fsname= subtype=
+  ignored             defaults auto noauto user users nouser owner group _netdev nofail
+                      loop relatime norelatime strictatime nostrictatime lazytime
+                      nolazytime diratime nodiratime iversion noiversion mand nomand
+                      silent loud user= max_read= comment= x-* (ctrfs never updates atime)
+
+Mounted by root, allow_other, default_permissions (kernel permission checks: containers
+run processes under many uids), suid and dev are on unless nosuid/nodev are given (the
+kernel defaults of mount(8), not libfuse's).  fsname is DEVICE, the type fuse.ctrfs.
+
+Exit status (mount(8)'s): 0 mounted; 1 incorrect invocation or permissions (bad or
+unknown option, missing argument, device not accessible); 2 system error (fork failed);
+32 mount failure (missing device or mount point, not a ctrfs device, damaged, device
+busy, no such image, FUSE unavailable, the daemon died while starting).
+"""
+import ctypes
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+
+from .cli import parse_size
+from .errors import CorruptError, CtrfsError, DeviceError, UsageError
+from .format import constants as C
+
+PROG = "mount.ctrfs"
+EXIT_OK, EXIT_USAGE, EXIT_SYSTEM, EXIT_FAILURE = 0, 1, 2, 32
+CLONE_PREFIX = b"@clone:"
+READ_AHEAD_KB = 1024
+DEFAULT_CACHE = 256 << 20
+DEFAULT_COMMIT = 5.0
+MNT_DETACH = 2
+
+KERNEL_OPTIONS = {"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
+                  "dirsync", "atime", "noatime", "allow_other", "allow_root", "default_permissions",
+                  "auto_unmount"}
+IGNORED_OPTIONS = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group",
+                   "_netdev", "nofail", "loop", "relatime", "norelatime", "strictatime",
+                   "nostrictatime", "lazytime", "nolazytime", "diratime", "nodiratime",
+                   "iversion", "noiversion", "mand", "nomand", "silent", "loud"}
+IGNORED_PREFIXES = ("x-", "comment=", "user=", "max_read=")
+
+log = logging.getLogger("ctrfs.mount")
+
+
+class MountError(Exception):
+    def __init__(self, msg, code=EXIT_FAILURE):
+        super().__init__(msg)
+        self.code = code
+
+
+# ---- command line ------------------------------------------------------------------------
+class Args:
+    def __init__(self):
+        self.device = self.mountpoint = None
+        self.foreground = self.verbose = self.sloppy = False
+        self.options = []
+
+
+def parse_args(argv):
+    """getopt-style, as mount(8) calls helpers: options may follow the two operands."""
+    args, operands = Args(), []
+    it = iter(argv)
+    for arg in it:
+        if arg == "-o" or arg in ("-t", "-N"):
+            val = next(it, None)
+            if val is None:
+                raise MountError(f"option {arg} needs an argument", EXIT_USAGE)
+            if arg == "-o":
+                args.options += [o for o in val.split(",") if o]
+            elif arg == "-N":
+                raise MountError("-N (mount namespaces) is not supported", EXIT_USAGE)
+        elif arg.startswith("-o"):
+            args.options += [o for o in arg[2:].split(",") if o]
+        elif arg in ("-h", "--help"):
+            print(__doc__)
+            raise SystemExit(EXIT_OK)
+        elif arg.startswith("-") and len(arg) > 1 and arg != "--":
+            for flag in arg[1:]:
+                if flag == "f":
+                    args.foreground = True
+                elif flag == "v":
+                    args.verbose = True
+                elif flag == "s":
+                    args.sloppy = True
+                elif flag != "n":
+                    raise MountError(f"unknown flag -{flag} (usage: {PROG} DEVICE MOUNTPOINT "
+                                     "[-sfnv] [-o OPTIONS])", EXIT_USAGE)
+        elif arg != "--":
+            operands.append(arg)
+    if len(operands) != 2:
+        raise MountError(f"usage: {PROG} DEVICE MOUNTPOINT [-sfnv] [-o OPTIONS]", EXIT_USAGE)
+    args.device, args.mountpoint = operands
+    return args
+
+
+class Config:
+    """The meaning of the -o list."""
+
+    def __init__(self, options, *, sloppy=False, device=""):
+        self.readonly = False
+        self.image = None
+        self.fsync = "ignore"
+        self.commit_interval = DEFAULT_COMMIT
+        self.cache = DEFAULT_CACHE
+        self.kernel = {}             # FUSE option -> True, in order given (last wins)
+        self.fsname, self.subtype = device, "ctrfs"
+        for opt in options:
+            self._one(opt, sloppy)
+
+    def _one(self, opt, sloppy):
+        key, eq, val = opt.partition("=")
+        if opt in ("ro", "rw"):
+            self.readonly = opt == "ro"
+        elif key == "image" and eq:
+            self.image = val
+        elif key == "fsync" and val in ("ignore", "honor"):
+            self.fsync = val
+        elif key == "commit" and eq:
+            try:
+                self.commit_interval = float(val)
+            except ValueError:
+                raise MountError(f"bad commit interval {val!r} (seconds)", EXIT_USAGE) from None
+            if not 0 < self.commit_interval <= 86400:
+                raise MountError(f"bad commit interval {val!r} (seconds)", EXIT_USAGE)
+        elif key == "cache" and eq:
+            try:
+                self.cache = parse_size(val)
+            except Exception:
+                raise MountError(f"bad cache size {val!r} (want e.g. 256M)", EXIT_USAGE) from None
+        elif key == "fsname" and eq:
+            self.fsname = val
+        elif key == "subtype" and eq:
+            self.subtype = val
+        elif opt in KERNEL_OPTIONS:
+            self.kernel[opt] = True
+        elif opt in IGNORED_OPTIONS or opt.startswith(IGNORED_PREFIXES):
+            pass
+        elif not sloppy:
+            raise MountError(f"unknown or bad option {opt!r}", EXIT_USAGE)
+
+    def fuse_options(self):
+        opts = {o for o in self.kernel if o not in ("ro", "rw")}
+        if os.geteuid() == 0:
+            for default, off in (("allow_other", None), ("suid", "nosuid"), ("dev", "nodev")):
+                if off not in opts:
+                    opts.add(default)
+        opts.add("default_permissions")
+        if self.readonly:
+            opts.add("ro")
+        opts.add("fsname=" + self.fsname.replace("\\", "\\\\").replace(",", "\\,"))
+        opts.add("subtype=" + self.subtype)
+        return opts
+
+
+# ---- opening -----------------------------------------------------------------------------------
+def open_filesystem(args, cfg):
+    """Device -> Engine -> FileSystem on the tree the options name (may create a clone)."""
+    from .device import Device
+    from .engine import Engine, read_superblock
+    from .filesystem import FileSystem
+
+    dev_path = args.device
+    if not os.path.exists(dev_path):
+        raise MountError(f"{dev_path}: no such file or device")
+    want = os.R_OK | (0 if cfg.readonly else os.W_OK)
+    if not os.access(dev_path, want):
+        raise MountError(f"{dev_path}: permission denied", EXIT_USAGE)
+    try:
+        dev = Device(dev_path, readonly=cfg.readonly)
+    except DeviceError as exc:
+        raise MountError(str(exc)) from None
+    try:
+        try:
+            read_superblock(dev)
+        except CorruptError as exc:
+            raise MountError(f"{dev_path}: not a ctrfs file system ({exc})") from None
+        try:
+            engine = Engine.open(dev, cache_nodes=max(256, cfg.cache // 2 // 4096))
+        except CorruptError as exc:
+            raise MountError(f"{dev_path}: {exc} (run fsck.ctrfs)") from None
+        name = tree_name(engine, cfg)
+        return FileSystem(engine, name, writable=not cfg.readonly, dirty_limit=cfg.cache // 2)
+    except CtrfsError as exc:
+        dev.close()
+        raise MountError(f"{dev_path}: {exc}") from None
+    except BaseException:
+        dev.close()
+        raise
+
+
+def tree_name(engine, cfg):
+    if cfg.image is None:
+        return C.DEFAULT_TREE_NAME
+    name = os.fsencode(cfg.image)
+    e = engine.snapshot(name)
+    if e is None:
+        raise UsageError(f"no image or tree named {cfg.image!r}")
+    if cfg.readonly or e["kind"] == C.SNAP_WRITABLE:
+        return name
+    clone = CLONE_PREFIX + name
+    if engine.snapshot(clone) is None:
+        engine.clone(name, clone)
+        engine.commit()
+        log.info("created writable clone %s", clone.decode(errors="replace"))
+    return clone
+
+
+# ---- mounting ------------------------------------------------------------------------------------
+def fuse_init(ops, mountpoint, options):
+    """pyfuse3.init with libfuse's own complaints (it prints to fd 2) folded into one line."""
+    import tempfile
+
+    import pyfuse3
+
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as err:
+        os.dup2(err.fileno(), 2)
+        try:
+            pyfuse3.init(ops, mountpoint, options)
+        except RuntimeError as exc:
+            os.dup2(saved, 2)
+            err.seek(0)
+            said = " ".join(err.read().decode(errors="replace").split())
+            raise MountError(f"{mountpoint}: {said or exc}") from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def raise_read_ahead(mountpoint, kb=READ_AHEAD_KB):
+    """Big reads arrive as big FUSE requests only with a bigger bdi readahead.  Only once
+    FUSE_INIT is answered: the kernel lowers the bdi's readahead to what INIT settled."""
+    bdi = "?"
+    try:
+        st = os.stat(mountpoint)      # served by the loop: returns once INIT is done
+        bdi = f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb"
+        with open(bdi, "w") as f:
+            f.write(str(kb))
+    except OSError as exc:
+        log.info("cannot raise the readahead (%s): %s", bdi, exc)
+
+
+def detach(mountpoint):
+    """Lazy unmount of a mount whose daemon is gone."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
+        log.warning("cannot unmount %s: %s", mountpoint, os.strerror(ctypes.get_errno()))
+
+
+def serve(ops, mountpoint, ready=None):
+    """The daemon's life: the trio loop until umount or a signal, then unmount, commit,
+    close.  Returns the exit status (0 when the last commit made it to the device).
+    ready() is called once the kernel's INIT is answered and readahead raised."""
+    import pyfuse3
+    import trio
+
+    async def signals():
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            async for sig in sigs:
+                log.info("signal %d: unmounting", sig)
+                pyfuse3.terminate()
+                return
+
+    async def started():
+        # a thread: the stat inside waits for the loop below to answer INIT and GETATTR
+        await trio.to_thread.run_sync(raise_read_ahead, mountpoint, abandon_on_cancel=True)
+        if ready is not None:
+            ready()
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            if not ops.readonly:
+                nursery.start_soon(ops.committer)
+            nursery.start_soon(signals)
+            nursery.start_soon(started)
+            try:
+                await pyfuse3.main()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    code = EXIT_OK
+    try:
+        trio.run(main)
+    except BaseException:
+        log.exception("FUSE main loop failed")
+        code = EXIT_FAILURE
+    finally:
+        pyfuse3.close(unmount=True)
+    try:
+        ops.shutdown()
+    except Exception:
+        log.exception("final commit failed: the device keeps its last checkpoint")
+        code = EXIT_FAILURE
+    return code
+
+
+def daemonize(mountpoint, ops):
+    """Fork; the parent returns once the child runs the loop (or reports its death)."""
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        raise MountError(f"cannot fork: {exc.strerror}", EXIT_SYSTEM) from None
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            ok = pipe.read(1)
+        if ok == b"1":
+            return EXIT_OK
+        _pid, status = os.waitpid(pid, 0)
+        detach(mountpoint)
+        raise MountError(f"{mountpoint}: the file system daemon died while starting "
+                         f"(status {os.waitstatus_to_exitcode(status)})")
+    os.close(r)
+    os.setsid()
+    os.chdir("/")
+
+    def ready():
+        # From here on there is no terminal: stdio to /dev/null, the log to syslog.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        os.write(w, b"1")
+        os.close(w)
+
+    code = EXIT_FAILURE
+    try:
+        code = serve(ops, mountpoint, ready)
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def setup_logging(foreground, verbose):
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if foreground:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        h.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    elif os.path.exists("/dev/log"):
+        h = logging.handlers.SysLogHandler("/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        h.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(name)s %(levelname)s: %(message)s"))
+        h.setLevel(logging.DEBUG if verbose else logging.INFO)
+    else:
+        h = logging.NullHandler()
+    root.addHandler(h)
+    # trio/pyfuse3 debug chatter is not ours to show
+    logging.getLogger("pyfuse3").setLevel(logging.INFO)
+
+
+def mount(args):
+    from .fs import Operations
+
+    cfg = Config(args.options, sloppy=args.sloppy, device=args.device)
+    if not os.path.isdir(args.mountpoint):
+        raise MountError(f"{args.mountpoint}: mount point does not exist" if not os.path.exists(args.mountpoint)
+                         else f"{args.mountpoint}: mount point is not a directory")
+    mnt = os.path.realpath(args.mountpoint)    # now: once mounted, a stat would wait for us
+    setup_logging(args.foreground, args.verbose)
+    fs = open_filesystem(args, cfg)
+    ops = Operations(fs, fsync=cfg.fsync, commit_interval=cfg.commit_interval)
+    try:
+        fuse_init(ops, mnt, cfg.fuse_options())
+    except BaseException:
+        fs.engine.close()
+        raise
+    log.info("mounted %s (%s) on %s", args.device, fs.name.decode(errors="replace"), mnt)
+    if args.foreground:
+        return serve(ops, mnt)
+    # The log writer thread does not survive fork; the child makes its own on first use.
+    fs.engine.log.close()
+    return daemonize(mnt, ops)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return mount(parse_args(argv))
+    except MountError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:   # one line, like every ctrfs tool; CTRFS_DEBUG=1 for the trace
+        if os.environ.get("CTRFS_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        print(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
