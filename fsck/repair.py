@@ -44,7 +44,7 @@ def repair_device(dev, checker, mode, *, verify_data=False, progress=None):
     if checker.sb is not None and any(p.repair == "superblock" for p in found):
         write_superblocks(dev, checker.sb)
         changed = True
-        checker = Checker(dev, verify_data=verify_data).run()
+        checker = Checker(dev, verify_data=verify_data, progress=progress).run()
     fell_back = False
     if checker.cp is not None:
         checker, fell_back = choose_checkpoint(dev, checker, allowed, verify_data, notes)
@@ -55,16 +55,15 @@ def repair_device(dev, checker, mode, *, verify_data=False, progress=None):
         log.info("Repairing %d problems at checkpoint %d", len(todo), checker.cp["seq"])
         try:
             committed = Repair(dev, checker, allowed).run(force=fell_back)
-        except CtrfsError as exc:
+        except CtrfsError as exc:     # e.g. no room left for the commit: the device is unchanged
             checker.problems.append(Problem("repair", f"repair failed: {exc}"))
-            changed = True
             break
         fell_back = False      # the commit made the older checkpoint the newest
         if not committed:
             break              # what is left needs a repair this mode does not make
         changed = True
         before = set(checker.problems)
-        checker = Checker(dev, verify_data=verify_data).run()
+        checker = Checker(dev, verify_data=verify_data, progress=progress).run()
         if set(checker.problems) == before:
             break
     remaining = list(checker.problems)
@@ -116,9 +115,6 @@ class Repair:
         self.allowed = allowed
         self.kinds = {p.repair for p in checker.problems}
 
-    def may(self, kind):
-        return kind in self.allowed and kind in self.kinds
-
     def run(self, force=False):
         """Make the repairs and commit them; False when there was nothing to commit."""
         ck = self.ck
@@ -141,6 +137,10 @@ class Repair:
                        or self.moved or self.rebuilt)
             if not (force or changed):
                 return False
+            if "usage" in self.allowed:
+                live, pinned = ck.expected_usage()
+                for s in ((self.log.state == C.SEG_FULL) & (live == 0) & (pinned == 0)).nonzero()[0]:
+                    self.log.dirty.add(int(s))     # empty but never freed: this commit frees it
             engine.commit()
             return True
         finally:
