@@ -5,7 +5,7 @@ import weakref
 
 from .checkpoint import load_checkpoint, write_checkpoint
 from .cleaner import clean
-from .errors import CorruptError, DeviceError, UsageError
+from .errors import CorruptError, DeviceError, UnsupportedError, UsageError
 from .format import constants as C
 from .format.items import pack_snap, pack_usage, unpack_snap, unpack_usage, usage_key
 from .format.pointer import NULL_POINTER
@@ -55,6 +55,9 @@ class Engine:
         """Open at the newest checkpoint that loads (or the given slot index)."""
         sb = read_superblock(dev)
         dev.block_size = sb["block_size"]
+        unknown = sb["ro_compat"] & ~C.ALL_RO_COMPAT
+        if unknown and not dev.readonly:
+            raise UnsupportedError(f"unknown read-only-compatible features {unknown:#x}: open read-only")
         if dev.blocks < sb["device_blocks"]:
             raise DeviceError(f"{dev.path}: device is smaller than its file system "
                               f"({dev.blocks} < {sb['device_blocks']} blocks)")
