@@ -274,6 +274,8 @@ def read_superblock(dev):
     (the mirror's block size is unknown, so each allowed size is tried)."""
     try:
         return decode_superblock(dev.read_at(0, SUPERBLOCK_SIZE))
+    except UnsupportedError:
+        raise            # intact but too new for us: the mirror says the same
     except CorruptError as primary:
         bs = C.MIN_BLOCK_SIZE
         while bs <= C.MAX_BLOCK_SIZE and dev.size >= 2 * bs:
