@@ -14,8 +14,6 @@ import sys
 import traceback
 
 from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError, UsageError
-from .checks import check_device
-from .progress import Progress
 
 PROG = "fsck.ctrfs"
 EXIT_OK, EXIT_FIXED, EXIT_UNCORRECTED = 0, 1, 4
@@ -23,6 +21,13 @@ EXIT_OPERATIONAL, EXIT_USAGE, EXIT_CANCELLED, EXIT_LIBRARY = 8, 16, 32, 128
 SHOW_PER_CHECK = 20           # problems listed per check without -v
 
 log = logging.getLogger("ctrfs.fsck")
+
+
+def checker():
+    """check_device, imported late: numpy and the engine take a while to load, and a
+    Ctrl-C meanwhile must still end in exit 32, not a traceback."""
+    from .checks import check_device
+    return check_device
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +72,7 @@ def parse_args(argv):
 
 
 def make_progress(args):
+    from .progress import Progress
     if args.progress is not None and args.progress > 0:
         return Progress(args.device, fd=args.progress)
     if args.progress == 0 or (sys.stdout.isatty() and not args.v):
@@ -112,7 +118,7 @@ def run(args):
         log.info("no -p, -y or -n given: checking only")
     progress = make_progress(args)
     try:
-        result = check_device(args.device, repair=args.mode or "n", verify_data=args.verify_data,
+        result = checker()(args.device, repair=args.mode or "n", verify_data=args.verify_data,
                               progress=progress)
     finally:
         if progress is not None:

@@ -2,7 +2,9 @@
 bad input, nothing written by -n, progress lines for fsck(8)'s -C fd."""
 import fcntl
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -10,7 +12,7 @@ from ctrfs.format import constants as C
 from ctrfs.fsck import main as fsck_main
 from ctrfs.testing import corrupt as K
 
-from fsckrun import run_cli
+from fsckrun import FSCK, run_cli
 
 
 @pytest.fixture
@@ -188,7 +190,7 @@ def test_loop_device_repair(broken):
 def test_cancelled(clean, monkeypatch, capsys):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(fsck_main, "check_device", interrupted)
+    monkeypatch.setattr(fsck_main, "checker", lambda: interrupted)
     assert fsck_main.main(["-n", str(clean)]) == 32
     assert capsys.readouterr().err == "fsck.ctrfs: cancelled\n"
 
@@ -197,7 +199,7 @@ def test_cancelled(clean, monkeypatch, capsys):
 def test_internal_error(clean, monkeypatch, capsys, verbose):
     def broken_code(*a, **kw):
         raise ZeroDivisionError("oops")
-    monkeypatch.setattr(fsck_main, "check_device", broken_code)
+    monkeypatch.setattr(fsck_main, "checker", lambda: broken_code)
     assert fsck_main.main((["-v"] if verbose else []) + ["-n", str(clean)]) == 128
     err = capsys.readouterr().err
     assert err.splitlines()[0] == "fsck.ctrfs: internal error: ZeroDivisionError: oops"
@@ -207,3 +209,31 @@ def test_internal_error(clean, monkeypatch, capsys, verbose):
 def test_default_tree_name_is_in_messages(broken):
     res = run_cli("-n", broken)
     assert f"tree {C.DEFAULT_TREE_NAME.decode()}" in res.stdout
+
+
+def test_sigint_exits_32(clean):
+    """A real Ctrl-C: fsck is held in its first progress write (a full pipe), then
+    interrupted; it must exit 32 with one line, whatever it was doing."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 4096)                      # F_SETPIPE_SZ: the smallest pipe
+    os.set_blocking(w, False)
+    try:
+        while True:
+            os.write(w, b"x" * 512)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    proc = subprocess.Popen([str(FSCK), "-n", "-C", str(w), str(clean)], pass_fds=(w,),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(r)
+        os.close(w)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 32, (out, err)
+    assert err == "fsck.ctrfs: cancelled\n"
