@@ -12,6 +12,11 @@ while the kernel still knows it (an open file, a working directory) lives on wit
 nlink 0 and is freed at the last release/forget (or at the next mount, as an orphan, if
 the daemon dies first).
 
+Kernel capabilities libfuse turns on by default (pyfuse3 cannot turn them off):
+ATOMIC_O_TRUNC, so open() truncates for O_TRUNC; HANDLE_KILLPRIV, so the file system,
+not the kernel, clears set-user-ID and set-group-ID bits when a file is written,
+truncated or changes owner.
+
 Timeouts.  Immutable images (read-only mounts) never change under the kernel: long
 entry/attr timeouts and keep_cache let it answer stat() and re-reads without a round
 trip.  Writable trees change only through this mount, so the kernel's own caches stay
@@ -75,6 +80,7 @@ class Operations(pyfuse3.Operations):
         self.honor_fsync = fsync == "honor"
         self.commit_interval = commit_interval
         self.lookups = {}               # ino -> kernel lookup count
+        self.privileged = set()         # inos opened with set-ID bits (HANDLE_KILLPRIV)
         self.bs = self.engine.block_size
 
     # ---- helpers ----------------------------------------------------------------------
@@ -199,7 +205,24 @@ class Operations(pyfuse3.Operations):
             kw["mtime_ns"] = attr.st_mtime_ns
         if fields.update_ctime:
             kw["ctime_ns"] = attr.st_ctime_ns
+        if "mode" not in kw and ("uid" in kw or "gid" in kw or ("size" in kw and ctx.uid != 0)):
+            self._kill_priv(inode, kw)
+        elif ctx.uid != 0 and kw.get("mode", 0) & (stat.S_ISUID | stat.S_ISGID):
+            self.privileged.add(inode)
         return self._attr(self.fs.setattr(inode, **kw))
+
+    def _kill_priv(self, ino, kw):
+        """HANDLE_KILLPRIV: a chown, or a write or truncate by a caller other than root
+        (standing in for CAP_FSETID), of a regular file drops set-user-ID, and
+        set-group-ID when group-executable (else it marks mandatory locking)."""
+        ind = self.fs.getattr(ino)
+        if not ind.is_reg:
+            return
+        mode = ind.mode & ~stat.S_ISUID
+        if mode & stat.S_IXGRP:
+            mode &= ~stat.S_ISGID
+        if mode != ind.mode:
+            kw["mode"] = mode
 
     @handler
     def access(self, inode, mode, ctx):
@@ -312,7 +335,14 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EISDIR)
         if flags & os.O_ACCMODE != os.O_RDONLY and not self.fs.writable:
             raise FUSEError(errno.EROFS)
+        if flags & os.O_TRUNC:
+            kw = {"size": 0}
+            if ctx.uid != 0:
+                self._kill_priv(inode, kw)
+            self.fs.setattr(inode, **kw)
         self.fs.open(inode)
+        if ctx.uid != 0 and self.fs.getattr(inode).mode & (stat.S_ISUID | stat.S_ISGID):
+            self.privileged.add(inode)
         return self._file_info(inode)
 
     @handler
@@ -328,7 +358,14 @@ class Operations(pyfuse3.Operations):
 
     @handler
     def write(self, fh, off, buf):
-        return self.fs.write(fh, off, buf)
+        n = self.fs.write(fh, off, buf)
+        if fh in self.privileged:       # opened by a user with set-ID bits: a write drops them
+            self.privileged.discard(fh)
+            kw = {}
+            self._kill_priv(fh, kw)
+            if kw:
+                self.fs.setattr(fh, **kw)
+        return n
 
     @handler
     def flush(self, fh):
