@@ -6,6 +6,7 @@ entries, malformed items).
 share most leaves); `Namespace` gathers one tree's facts; `plan` finds the problems and,
 for the repair kinds allowed, the tree edits that fix them.  Nothing here does I/O."""
 import stat
+import time
 
 from ..errors import CorruptError
 from ..format import constants as C
@@ -139,6 +140,12 @@ def _dtype(mode):
     return stat.S_IFMT(mode) >> 12
 
 
+def _new_dir(perm):
+    """Inode fields of a directory fsck creates (root, lost+found), owned by root."""
+    now = time.time_ns()
+    return (stat.S_IFDIR | perm, 0, 0, 2, 0, 0, now, now, now, 0, 0)
+
+
 def _is_dir(fields):
     return fields[0] & S_IFMT == S_IFDIR
 
@@ -222,7 +229,7 @@ class Planner:
             return
         what = "missing" if root is None else f"not a directory (mode {root[0][0]:#o})"
         if self.report("check_directories", "namespace", f"root directory {what}"):
-            self.inodes[C.ROOT_INO] = ((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0), b"")
+            self.inodes[C.ROOT_INO] = (_new_dir(0o755), b"")
             self._put_inode(C.ROOT_INO)
             self._put_dotdot(C.ROOT_INO, C.ROOT_INO)
 
@@ -352,7 +359,7 @@ class Planner:
         if e is not None:
             self._del_entry(C.ROOT_INO, LOST_FOUND)
         ino = self._alloc_ino()
-        self.inodes[ino] = ((stat.S_IFDIR | 0o700, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0), b"")
+        self.inodes[ino] = (_new_dir(0o700), b"")
         self._put_inode(ino)
         self._put_entry(C.ROOT_INO, LOST_FOUND, ino, stat.S_IFDIR >> 12)
         self._put_dotdot(ino, C.ROOT_INO)

@@ -318,7 +318,7 @@ class Repair:
     def fix_fs_trees(self):
         ck, engine = self.ck, self.engine
         plans = ck.namespace_plans(self.allowed)
-        for digest, (ptr, names) in ck.roots().items():
+        for digest, (ptr, names) in ck.roots(empty=True).items():
             plan = plans.get(digest)
             lost = self.lost_data(digest)
             salvage = bool(ck.tree_bad.get(digest) or lost)

@@ -94,11 +94,12 @@ class TreeChecks:
             raise CorruptError("malformed remap entry")
 
     # ---- FS trees -------------------------------------------------------------------------------
-    def roots(self):
-        """root hash -> (root pointer, [snapshot names]) of the non-empty FS trees."""
+    def roots(self, empty=False):
+        """root hash -> (root pointer, [snapshot names]) of the FS trees (empty ones too
+        when asked: a tree without even a root directory)."""
         out = {}
         for name, e in sorted(self.snapshots.items()):
-            if e["root"][0]:
+            if e["root"][0] or empty:
                 out.setdefault(e["root"][1], (e["root"], []))[1].append(name)
         return out
 

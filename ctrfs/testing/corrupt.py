@@ -322,6 +322,13 @@ def _tree(engine, name):
     return tree
 
 
+def empty_tree(img, name=b"empty"):
+    """A writable tree with nothing in it, not even a root directory."""
+    with _Edit(img) as engine:
+        engine.create_tree(name)
+    return f"tree {name.decode()} without a root directory"
+
+
 def dangling_dirent(img, name=C.DEFAULT_TREE_NAME, ino=999999):
     with _Edit(img) as engine:
         _tree(engine, name).put(dirent_key(C.ROOT_INO, b"ghost"), pack_dirent(ino, stat.S_IFREG >> 12))

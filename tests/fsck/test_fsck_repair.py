@@ -231,3 +231,11 @@ def test_both_superblocks_damaged_but_recognisable(img):
     K.corrupt_superblock(img, "zeroes", mirror=True)
     res = fsck(img, "y")
     assert res.exit_code == 4 and checks_of(res) == {"check_superblocks"}
+
+
+def test_tree_without_root_directory_gets_one(img):
+    K.empty_tree(img)
+    first, _ = assert_fsck(img, {"check_directories"})
+    assert any("tree empty: root directory missing" in m for _c, m in first.problems)
+    fs = mount(img, name=b"empty")
+    assert fs.getattr(C.ROOT_INO).is_dir and list(fs.readdir(C.ROOT_INO)) == []
