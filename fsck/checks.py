@@ -112,6 +112,15 @@ class Checker(TreeChecks, SpaceChecks):
         self.progress.close()
         return self
 
+    def stats(self):
+        """What was checked, for the summary line."""
+        lg = self.log
+        data = sum(1 for e in self.ca.values() if e[2] == C.BLOCK_DATA)
+        used = sum(1 for e in self.usage_table.values() if e[0] != C.SEG_FREE)
+        return dict(trees=len(self.snapshots), inodes=sum(len(p.inodes) for p in self.plans.values()),
+                    nodes=len(self.fs_nodes) + len(self.sysnodes), data_blocks=data,
+                    segments_used=used, segments=lg.nsegs if lg else 0)
+
     @property
     def fatal(self):
         """Problems whose repair loses data (unreadable trees, missing blocks)."""
@@ -293,13 +302,14 @@ class FsckResult:
     """problems: what the check found, [(check name, message)]; remaining: what is left
     after a repair (== problems without one); exit_code per fsck(8)."""
 
-    def __init__(self, problems, remaining, exit_code, notes=(), fixed=False, checkpoint=None):
+    def __init__(self, problems, remaining, exit_code, notes=(), fixed=False, checker=None):
         self.problems = list(problems)
         self.remaining = list(remaining)
         self.exit_code = exit_code
         self.notes = list(notes)
         self.fixed = fixed
-        self.checkpoint = checkpoint
+        self.checkpoint = checker.cp["seq"] if checker is not None and checker.cp else None
+        self.stats = checker.stats() if checker is not None and checker.cp else {}
 
     def __repr__(self):
         return f"FsckResult(exit_code={self.exit_code}, problems={self.problems!r})"
@@ -323,10 +333,9 @@ def check_device(device, *, repair="n", verify_data=False, progress=None):
         checker = Checker(dev, verify_data=verify_data, progress=progress).run()
         problems = checker.problems
         if not problems:
-            return FsckResult([], [], 0, checker.notes, checkpoint=checker.cp and checker.cp["seq"])
+            return FsckResult([], [], 0, checker.notes, checker=checker)
         if repair == "n" or dev.readonly:
-            return FsckResult(problems, problems, 4, checker.notes,
-                              checkpoint=checker.cp and checker.cp["seq"])
+            return FsckResult(problems, problems, 4, checker.notes, checker=checker)
         return repair_device(dev, checker, repair, verify_data=verify_data, progress=progress)
     finally:
         if own:

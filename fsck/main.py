@@ -97,8 +97,11 @@ def report(args, result):
             print(f"  {check}: {message}", file=out)
     where = f"{args.device}: checkpoint {result.checkpoint}" if result.checkpoint else args.device
     n = len(result.problems)
+    st = result.stats
     if not n:
-        print(f"{where}: clean", file=out)
+        counts = (f", {st['trees']} trees, {st['inodes']} inodes, {st['nodes']} nodes, {st['data_blocks']} "
+                  f"data blocks, {st['segments_used']}/{st['segments']} segments") if st else ""
+        print(f"{where}: clean{counts}", file=out)
     elif result.fixed and not result.remaining:
         print(f"{where}: {n} problem{'s' * (n != 1)} found and repaired", file=out)
     elif result.fixed:

@@ -68,8 +68,7 @@ def repair_device(dev, checker, mode, *, verify_data=False, progress=None):
             break
     remaining = list(checker.problems)
     code = (1 if changed else 0) | (4 if remaining else 0)
-    return FsckResult(found, remaining, code, notes + checker.notes, fixed=changed,
-                      checkpoint=checker.cp and checker.cp["seq"])
+    return FsckResult(found, remaining, code, notes + checker.notes, fixed=changed, checker=checker)
 
 
 def write_superblocks(dev, sb):

@@ -45,7 +45,7 @@ def assert_one_line_error(res, code, *fragments):
 def test_clean(clean):
     res = run_cli("-n", clean)
     assert res.returncode == 0 and res.stderr == ""
-    assert res.stdout.strip().endswith(": clean")
+    assert ": checkpoint 3: clean, 2 trees, " in res.stdout
     for opts in ((), ("-p",), ("-a",), ("-y",), ("-f", "-y"), ("-fp",), ("-n", "--verify-data")):
         res = run_cli(*opts, clean)
         assert res.returncode == 0, (opts, res)
