@@ -164,3 +164,49 @@ def sbin_mount_ctrfs():
     finally:
         if created:
             SBIN_LINK.unlink()
+
+
+# ---- what a tree looks like -------------------------------------------------------------------
+def manifest(root, *, times=True):
+    """{relative path: attributes, content digest or link target, xattrs} of a whole tree
+    (lstat, no symlinks followed): two views of one version compare equal."""
+    import hashlib
+    import stat as st_
+
+    out = {}
+    root = str(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames] + ([] if dirpath != root else ["."]):
+            path = os.path.join(dirpath, name) if name != "." else root
+            st = os.lstat(path)
+            if st_.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    body = hashlib.sha256(f.read()).hexdigest()
+            elif st_.S_ISLNK(st.st_mode):
+                body = os.readlink(path)
+            else:
+                body = None
+            xattrs = {x: os.getxattr(path, x, follow_symlinks=False)
+                      for x in sorted(os.listxattr(path, follow_symlinks=False))}
+            row = dict(mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink, ino=st.st_ino,
+                       size=st.st_size if not st_.S_ISDIR(st.st_mode) else None, rdev=st.st_rdev,
+                       body=body, xattrs=xattrs)
+            if times:
+                row.update(mtime=st.st_mtime_ns, ctime=st.st_ctime_ns)
+            out[os.path.relpath(path, root)] = row
+    return out
+
+
+def diff_manifests(a, b):
+    """Readable differences (for assertion messages)."""
+    lines = [f"only in first: {p}" for p in sorted(a.keys() - b.keys())]
+    lines += [f"only in second: {p}" for p in sorted(b.keys() - a.keys())]
+    for p in sorted(a.keys() & b.keys()):
+        for k in a[p]:
+            if a[p][k] != b[p].get(k):
+                lines.append(f"{p}: {k} {a[p][k]!r} != {b[p].get(k)!r}")
+    return "\n".join(lines[:40])
+
+
+def assert_same_tree(a, b):
+    assert a == b, diff_manifests(a, b)
