@@ -16,6 +16,7 @@ class ContentIndex:
         self.tree = tree
         self.delta = {}          # hash -> [paddr, ref, kind], or None once freed
         self.zero = set()        # hashes whose count reached 0 (freed by collect)
+        self.stored = {}         # hash -> entry bytes in the tree, for entries now in delta
 
     def get(self, h):
         if h in self.delta:
@@ -26,10 +27,13 @@ class ContentIndex:
     def _entry(self, h):
         e = self.delta.get(h)
         if e is None:
-            e = self.get(h)
-            if e is None:
+            if h in self.delta:
+                raise CorruptError(f"reference to freed block {h.hex()[:16]}")
+            raw = self.tree.get(h)
+            if raw is None:
                 raise CorruptError(f"reference to unknown block {h.hex()[:16]}")
-            self.delta[h] = e = list(e)
+            self.stored[h] = raw
+            self.delta[h] = e = list(unpack_ca(raw))
         return e
 
     def new(self, h, paddr, kind, ref):
@@ -56,9 +60,15 @@ class ContentIndex:
 
     def apply(self):
         """Write the changes into the CA tree (sorted, so each leaf is copied once)."""
-        delta = self.delta
-        self.tree.update_sorted((h, None if delta[h] is None else pack_ca(*delta[h])) for h in sorted(delta))
-        delta.clear()
+        changes = []
+        for h in sorted(self.delta):
+            e = self.delta[h]
+            value = None if e is None else pack_ca(*e)
+            if value != self.stored.get(h):   # e.g. +1 then -1 when a parent is replaced
+                changes.append((h, value))
+        self.tree.update_sorted(changes)
+        self.delta.clear()
+        self.stored.clear()
 
 
 class BlockStore:
