@@ -15,7 +15,7 @@ helper follows the FUSE convention (foreground) instead.
 Options (-o, comma-separated, may repeat):
   ro / rw             read-only (the device is opened read-only) or read-write (default)
   image=NAME          with ro: mount image NAME itself (immutable).  With rw: mount the
-                      writable clone "@clone:NAME", created from the image if missing
+                      writable clone "@clone/NAME", created from the image if missing
                       (so every rw mount of image=NAME continues the same clone).  If
                       NAME is a writable tree, it is mounted as it is.  Without image=
                       the device's default tree (@default, made by mkfs) is mounted.
@@ -54,7 +54,7 @@ from .format import constants as C
 
 PROG = "mount.ctrfs"
 EXIT_OK, EXIT_USAGE, EXIT_SYSTEM, EXIT_FAILURE = 0, 1, 2, 32
-CLONE_PREFIX = b"@clone:"
+CLONE_PREFIX = b"@clone/"   # not ":", which separates NAME:TAG in `ctrfs images`
 READ_AHEAD_KB = 1024
 DEFAULT_CACHE = 256 << 20
 DEFAULT_COMMIT = 5.0
