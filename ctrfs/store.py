@@ -64,7 +64,7 @@ class ContentIndex:
         for h in sorted(self.delta):
             e = self.delta[h]
             value = None if e is None else pack_ca(*e)
-            if value != self.stored.get(h):   # e.g. +1 then -1 when a parent is replaced
+            if h not in self.stored or value != self.stored[h]:  # unchanged: +1 then -1
                 changes.append((h, value))
         self.tree.update_sorted(changes)
         self.delta.clear()
