@@ -175,14 +175,18 @@ class Operations(pyfuse3.Operations):
             return neg
         return self._ref(self.fs.getattr(ino))
 
-    @handler
-    def forget(self, inode_list):
+    async def forget(self, inode_list):
+        # FORGET has no reply: pyfuse3 awaits this outside any try, so not even a
+        # FUSEError may leave it.
         for ino, n in inode_list:
-            left = self.lookups.get(ino, 0) - n
-            if left > 0:
-                self.lookups[ino] = left
-            elif self.lookups.pop(ino, None) is not None:
-                self.fs.release(ino)
+            try:
+                left = self.lookups.get(ino, 0) - n
+                if left > 0:
+                    self.lookups[ino] = left
+                elif self.lookups.pop(ino, None) is not None:
+                    self.fs.release(ino)
+            except Exception:
+                log.exception("forget(%d) failed", ino)
 
     @handler
     def getattr(self, inode, ctx):
@@ -307,12 +311,20 @@ class Operations(pyfuse3.Operations):
             if not pyfuse3.readdir_reply(token, b"..", self._attr(parent), COOKIE_DOTDOT):
                 return
         entries = fs.readdir(fh, max(start_id - COOKIE_BASE, 0))
+        sent = 0
         try:
             for name, ino, cookie in entries:
                 ind = fs.getattr(ino)
                 if not pyfuse3.readdir_reply(token, name, self._attr(ind), min(cookie + COOKIE_BASE, COOKIE_MAX)):
                     return
                 self._ref(ind)
+                sent += 1
+        except Exception:
+            if not sent:
+                raise
+            # Entries already sent carry lookup counts: deliver them; the next call starts
+            # after them and reports the error.
+            log.debug("readdir(%d) stops early", fh, exc_info=True)
         finally:
             entries.close()
 
