@@ -50,6 +50,7 @@ class FileSystem:
         self.inodes = InodeTable(self.tree)
         self.data = FileData(self.tree, engine.store, engine.block_size, dirty_limit)
         self.open_count = {}          # ino -> open handles (an unlinked open file lives on)
+        self._room = (0, None)        # (dirty bytes surely storable, log state) for _make_room
         if self.writable:
             for ino in self.inodes.orphans():
                 self.inodes.free(ino)
@@ -83,6 +84,31 @@ class FileSystem:
         if self.data.over_limit():
             self._reclaim()
             self.data.flush()
+
+    def _make_room(self, n):
+        """ENOSPC before a write is accepted, not at the commit after it: dirty blocks stay
+        below half of what the log can still take (the rest is for tree nodes), so every
+        acknowledged write can be flushed.  The bound is kept until the log takes data or
+        a commit happens."""
+        need = self.data.dirty_bytes + n + 2 * self.engine.block_size
+        if need <= self._room[0] and self._room[1] == self._log_state():
+            return
+        self._room = (self._free_bytes() // 2, self._log_state())
+        if need <= self._room[0]:
+            return
+        self._reclaim()
+        self.data.flush()
+        self._room = (self._free_bytes() // 2, self._log_state())
+        if n + 2 * self.engine.block_size > self._room[0]:
+            raise NoSpaceError("no space left on the device")
+
+    def _log_state(self):
+        return self.engine.seq, self.engine.store.stats["data_written"]
+
+    def _free_bytes(self):
+        log = self.engine.log
+        segs = log.free_count() - log.reserve - log.commit_reserve()
+        return max(segs, 0) * (log.seg_blocks - 1) * self.engine.block_size
 
     def _reclaim(self, rounds=3):
         """engine.reclaim(), but with this tree's dirty blocks mapped before each commit it
@@ -374,6 +400,7 @@ class FileSystem:
     def write(self, ino, offset, data):
         self._w()
         ind = self._reg(ino)
+        self._make_room(len(data))
         self.data.write(ind, offset, data)
         ind.touch(m=True)
         self.inodes.put(ind)

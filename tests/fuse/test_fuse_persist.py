@@ -1,6 +1,7 @@
 """Durability through the mount: umount commits (fsck is clean and a remount shows the
 same tree), SIGTERM does the same, kill -9 leaves the last checkpoint intact, fsync=honor
 commits, the periodic commit writes data in the background, orphans are freed."""
+import errno
 import os
 import random
 import signal
@@ -10,7 +11,8 @@ import sys
 import textwrap
 import time
 
-from conftest import Mount, assert_same_tree, fsck, manifest
+import pytest
+from conftest import Mount, assert_same_tree, fsck, manifest, mkfs
 
 from ctrfs.device import Device
 from ctrfs.engine import Engine
@@ -236,3 +238,30 @@ def test_kill9_during_writes(image, tmp_path):
                     else:
                         assert body(n).startswith(data), name
     fsck(image)
+
+
+def test_full_device_gives_enospc(tmp_path):
+    """Writes past the space left fail with ENOSPC at write time (never acknowledged and
+    lost at the next commit); the mount goes on, and freeing space makes room again."""
+    image = mkfs(tmp_path / "small.img", "64M")
+    mnt = tmp_path / "mnt"
+    with Mount(image, mnt, "commit=0.5") as m:
+        written = 0
+        with pytest.raises(OSError) as e:
+            with open(m / "fill", "wb") as f:
+                for _ in range(100):
+                    f.write(os.urandom(1 << 20))          # unique: dedup stores repeats once
+                    f.flush()
+                    written += 1 << 20
+        assert e.value.errno == errno.ENOSPC
+        assert 16 << 20 <= written < 64 << 20
+        (m / "small").write_bytes(b"metadata still works")
+        os.unlink(m / "fill")
+        time.sleep(1.5)                                  # freed segments come back two commits on
+        chunk = os.urandom(8 << 20)
+        (m / "again").write_bytes(chunk)
+    fsck(image)
+    with Mount(image, mnt) as m:
+        assert (m / "again").read_bytes() == chunk
+        assert (m / "small").read_bytes() == b"metadata still works"
+        assert not (m / "fill").exists()
