@@ -104,11 +104,14 @@ class Operations(pyfuse3.Operations):
 
     def _ref(self, ind):
         """An entry reply: the kernel's lookup count of ind.ino goes up by one."""
-        n = self.lookups.get(ind.ino, 0)
-        if n == 0:
-            self.fs.open(ind.ino)
-        self.lookups[ind.ino] = n + 1
+        self._count(ind.ino)
         return self._attr(ind)
+
+    def _count(self, ino):
+        n = self.lookups.get(ino, 0)
+        if n == 0:
+            self.fs.open(ino)
+        self.lookups[ino] = n + 1
 
     def _owner(self, parent, ctx, mode):
         """uid, gid and mode of a new inode: a set-group-ID directory passes on its group
@@ -317,7 +320,7 @@ class Operations(pyfuse3.Operations):
                 ind = fs.getattr(ino)
                 if not pyfuse3.readdir_reply(token, name, self._attr(ind), min(cookie + COOKIE_BASE, COOKIE_MAX)):
                     return
-                self._ref(ind)
+                self._count(ino)
                 sent += 1
         except Exception:
             if not sent:
