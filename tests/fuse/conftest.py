@@ -210,3 +210,22 @@ def diff_manifests(a, b):
 
 def assert_same_tree(a, b):
     assert a == b, diff_manifests(a, b)
+
+
+@pytest.fixture
+def loopdev():
+    """attach(path, readonly=False) -> /dev/loopN, detached in finally.  No loop devices
+    is a failure, not a skip."""
+    attached = []
+
+    def attach(path, readonly=False):
+        cmd = ["losetup", "-f", "--show"] + (["-r"] if readonly else []) + [str(path)]
+        dev = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        attached.append(dev)
+        return dev
+
+    try:
+        yield attach
+    finally:
+        for dev in attached:
+            subprocess.run(["losetup", "-d", dev], check=False)

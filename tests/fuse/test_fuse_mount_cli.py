@@ -147,3 +147,21 @@ def test_bad_input(image, mnt, tmp_path):
         assert not os.path.ismount(mnt)
     assert image.read_bytes() == before                  # nothing written
     fsck(image)
+
+
+def test_block_device(image, mnt, tmp_path, loopdev):
+    """A real block device: O_EXCL keeps a second mount off it; a read-only device mounts
+    only read-only."""
+    dev = loopdev(image)
+    with Mount(dev, mnt) as m:
+        assert entry(mnt)[1] == dev
+        data = os.urandom(3 << 20)
+        (m / "on-a-loop-device").write_bytes(data)
+        other = tmp_path / "other"
+        other.mkdir()
+        assert_fails(run_mount(dev, other), 32, "busy")
+    fsck(dev)
+    ro = loopdev(image, readonly=True)
+    assert_fails(run_mount(ro, mnt), 32, "read-only")
+    with Mount(ro, mnt, "ro") as m:
+        assert (m / "on-a-loop-device").read_bytes() == data
