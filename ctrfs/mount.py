@@ -369,12 +369,18 @@ def setup_logging(foreground, verbose):
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
         h.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    elif os.path.exists("/dev/log"):
-        h = logging.handlers.SysLogHandler("/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
-        h.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(name)s %(levelname)s: %(message)s"))
-        h.setLevel(logging.DEBUG if verbose else logging.INFO)
     else:
-        h = logging.NullHandler()
+        # No terminal once detached: syslog, or the kernel log (dmesg) where no syslog runs.
+        fmt = logging.Formatter(f"{PROG}[%(process)d]: %(name)s %(levelname)s: %(message)s")
+        if os.path.exists("/dev/log"):
+            h = logging.handlers.SysLogHandler("/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            h.setLevel(logging.DEBUG if verbose else logging.INFO)
+        elif os.access("/dev/kmsg", os.W_OK):
+            h = logging.StreamHandler(open("/dev/kmsg", "w"))
+            h.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        else:
+            h = logging.NullHandler()
+        h.setFormatter(fmt)
     root.addHandler(h)
     # trio/pyfuse3 debug chatter is not ours to show
     logging.getLogger("pyfuse3").setLevel(logging.INFO)
