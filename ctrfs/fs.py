@@ -346,7 +346,8 @@ class Operations(pyfuse3.Operations):
 
     @handler
     def open(self, inode, flags, ctx):
-        if self.fs.getattr(inode).is_dir:
+        ind = self.fs.getattr(inode)
+        if ind.is_dir:
             raise FUSEError(errno.EISDIR)
         if flags & os.O_ACCMODE != os.O_RDONLY and not self.fs.writable:
             raise FUSEError(errno.EROFS)
@@ -354,9 +355,9 @@ class Operations(pyfuse3.Operations):
             kw = {"size": 0}
             if ctx.uid != 0:
                 self._kill_priv(inode, kw)
-            self.fs.setattr(inode, **kw)
+            ind = self.fs.setattr(inode, **kw)
         self.fs.open(inode)
-        if ctx.uid != 0 and self.fs.getattr(inode).mode & (stat.S_ISUID | stat.S_ISGID):
+        if ctx.uid != 0 and ind.mode & (stat.S_ISUID | stat.S_ISGID):
             self.privileged.add(inode)
         return self._file_info(inode)
 
