@@ -161,6 +161,8 @@ class Config:
             self.fsname = val
         elif key == "subtype" and eq:
             self.subtype = val
+        elif opt in ("remount", "bind", "rbind", "move"):
+            raise MountError(f"-o {opt} is not supported (umount, then mount again)", EXIT_USAGE)
         elif opt in KERNEL_OPTIONS:
             self.kernel[opt] = True
         elif opt in IGNORED_OPTIONS or opt.startswith(IGNORED_PREFIXES):

@@ -131,6 +131,7 @@ def test_bad_input(image, mnt, tmp_path):
         ((image, mnt, "-o"), 1, "needs an argument"),
         ((image, mnt, "-o", "bogus"), 1, "unknown or bad option 'bogus'"),
         ((image, mnt, "-o", "fsync=sometimes"), 1, "fsync=sometimes"),
+        ((image, mnt, "-o", "remount,ro"), 1, "not supported"),
         ((image, mnt, "-o", "cache=lots"), 1, "bad cache size"),
         ((image, mnt, "-o", "commit=-1"), 1, "bad commit interval"),
         ((tmp_path / "missing.img", mnt), 32, "no such file or device"),

@@ -219,6 +219,21 @@ def test_unlinked_open_file_lives_on(d):
     assert os.listdir(d) == []
 
 
+def test_removed_directory_still_open(d):
+    """A directory removed while open (a working directory, say) lives on, empty, nlink 0."""
+    (d / "gone").mkdir()
+    fd = os.open(d / "gone", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.rmdir(d / "gone")
+        assert os.listdir(fd) == []
+        assert os.fstat(fd).st_nlink == 0
+        with pytest.raises(FileNotFoundError):
+            os.open("new", os.O_CREAT | os.O_WRONLY, dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert os.listdir(d) == []
+
+
 def test_mmap(d):
     p = d / "m"
     p.write_bytes(bytes(3 * 4096))
