@@ -18,7 +18,7 @@ import logging
 
 from ..checkpoint import read_slots
 from ..device import Device
-from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError
+from ..errors import CorruptError, DeviceError, UnsupportedError
 from ..format import constants as C
 from ..format.checkpoint import CHECKPOINT_SIZE
 from ..format.superblock import SUPERBLOCK_SIZE, decode_superblock
@@ -55,14 +55,14 @@ class NullProgress:
 
 
 class Checker(TreeChecks, SpaceChecks):
-    def __init__(self, dev, *, verify_data=False, progress=None, slot=None, sb=None):
+    def __init__(self, dev, *, verify_data=False, progress=None, slot=None):
         self.dev = dev
         self.verify_data = verify_data
         self.progress = progress or NullProgress()
         self.slot = slot              # check this checkpoint slot instead of the newest
         self.problems = []
         self.notes = []
-        self.sb = sb
+        self.sb = None
         self.cp = None
         self.cp_slot = None
         self.other_slots = []         # valid checkpoints not chosen, newest first
@@ -297,6 +297,7 @@ class Checker(TreeChecks, SpaceChecks):
     def check_orphans(self):
         self._namespace_problems("check_orphans")
 
+
 # ---- the API other code uses ------------------------------------------------------------------------
 class FsckResult:
     """problems: what the check found, [(check name, message)]; remaining: what is left
@@ -327,6 +328,8 @@ def check_device(device, *, repair="n", verify_data=False, progress=None):
     Device/MemoryDevice.  Returns an FsckResult."""
     from .repair import repair_device   # repair imports this module
 
+    if repair not in ("n", "p", "y"):
+        raise ValueError(f"repair must be 'n', 'p' or 'y', not {repair!r}")
     own = isinstance(device, (str, bytes)) or hasattr(device, "__fspath__")
     dev = Device(device, readonly=repair == "n") if own else device
     try:
@@ -342,4 +345,4 @@ def check_device(device, *, repair="n", verify_data=False, progress=None):
             dev.close()
 
 
-__all__ = ["Checker", "CtrfsError", "FsckResult", "Problem", "check_device", "check_engine"]
+__all__ = ["Checker", "FsckResult", "Problem", "check_device", "check_engine"]
