@@ -23,7 +23,8 @@ from ..format.superblock import SUPERBLOCK_SIZE, encode_superblock
 HOWS = ("zeroes", "ones", "bit", "random")
 
 
-def sample_image(size=8 << 20, *, segment_blocks=16, files=150, seed=0, compressible=False):
+def sample_image(size=8 << 20, *, segment_blocks=16, files=150, seed=0, compressible=False,
+                 block_size=C.DEFAULT_BLOCK_SIZE):
     """A small populated file system: nested directories, files of one and several blocks
     (shared blocks included), hardlinks, xattrs, a symlink, an image "img" and further
     changes after it.  Returns the device bytes.  compressible: file contents are text
@@ -35,7 +36,7 @@ def sample_image(size=8 << 20, *, segment_blocks=16, files=150, seed=0, compress
     if compressible:
         rnd.randbytes = lambda n: (b"line %d of a text file\n" % rnd.randrange(1000) * (n // 20 + 1))[:n]
     dev = MemoryDevice(bytearray(size))
-    engine = make_filesystem(dev, segment_blocks=segment_blocks)
+    engine = make_filesystem(dev, segment_blocks=segment_blocks, block_size=block_size)
     fs = FileSystem(engine, C.DEFAULT_TREE_NAME)
     d = fs.mkdir(C.ROOT_INO, b"dir", 0o755).ino
     sub = fs.mkdir(d, b"sub", 0o750).ino

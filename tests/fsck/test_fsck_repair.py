@@ -239,3 +239,14 @@ def test_tree_without_root_directory_gets_one(img):
     assert any("tree empty: root directory missing" in m for _c, m in first.problems)
     fs = mount(img, name=b"empty")
     assert fs.getattr(C.ROOT_INO).is_dir and list(fs.readdir(C.ROOT_INO)) == []
+
+
+@pytest.mark.parametrize("block_size", [8192, 65536])
+def test_other_block_sizes(block_size):
+    img = K.sample_image(32 << 20, block_size=block_size, files=60)
+    assert fsck(img).exit_code == 0
+    K.corrupt_superblock(img, "zeroes")
+    K.corrupt_node(img, C.TREE_FS, "bit", 1, level=0, name=b"img")
+    K.set_nlink(img, 4, 1)
+    K.corrupt_summary(img, "random")
+    assert_fsck(img, {"check_superblocks", "check_fs_trees", "check_link_counts", "check_summaries"})
