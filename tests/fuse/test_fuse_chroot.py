@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 
-from conftest import Mount, fsck
+from fusemount import Mount, fsck
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "ls", "cat", "echo", "mkdir", "rm", "mv", "ln", "find", "sort", "wc", "sha256sum",

@@ -4,7 +4,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import MOUNT_CTRFS, Mount, fsck, require_fuse, wait_unlocked
+from fusemount import MOUNT_CTRFS, Mount, fsck, require_fuse, wait_unlocked
 
 from ctrfs.mkfs.probe import mountinfo
 

@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import Mount, assert_same_tree, fsck, manifest, mkfs
+from fusemount import Mount, assert_same_tree, fsck, manifest, mkfs
 
 from ctrfs.device import Device
 from ctrfs.engine import Engine

@@ -12,7 +12,7 @@ import tempfile
 import threading
 
 import pytest
-from conftest import Mount, mkfs
+from fusemount import Mount, mkfs
 
 AT_FDCWD = -100
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import BIN, Mount, assert_same_tree, fsck, manifest
+from fusemount import BIN, Mount, assert_same_tree, fsck, manifest
 
 COMMIT = "trusted.ctrfs.commit"
 
