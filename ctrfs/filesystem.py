@@ -18,6 +18,7 @@ XATTR_REPLACE = 2
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.")
 XATTR_SYSTEM = (b"system.posix_acl_access", b"system.posix_acl_default")
 DOTDOT = b".."
+WRITE_PIECE = 1 << 20       # a write is admitted to the dirty cache this much at a time
 
 
 def init_tree(tree):
@@ -398,14 +399,29 @@ class FileSystem:
         return self.data.read(self._reg(ino), offset, size)
 
     def write(self, ino, offset, data):
+        """Write in pieces, so a write larger than the room left in the dirty cache is
+        taken as far as the device can hold it (a short write, as POSIX allows, before
+        ENOSPC)."""
         self._w()
         ind = self._reg(ino)
-        self._make_room(len(data))
-        self.data.write(ind, offset, data)
-        ind.touch(m=True)
-        self.inodes.put(ind)
-        self._maybe_flush()
-        return len(data)
+        mv = memoryview(data)
+        done = 0
+        while done < len(mv) or not done:
+            piece = mv[done:done + WRITE_PIECE]
+            try:
+                self._make_room(len(piece))
+            except NoSpaceError:
+                if done:
+                    break
+                raise
+            self.data.write(ind, offset + done, piece)
+            ind.touch(m=True)
+            self.inodes.put(ind)
+            self._maybe_flush()
+            done += len(piece)
+            if not piece:
+                break
+        return done
 
     # ---- xattrs ---------------------------------------------------------------------------------------------
     def _xattr_key(self, ino, name):
