@@ -17,10 +17,12 @@ ATOMIC_O_TRUNC, so open() truncates for O_TRUNC; HANDLE_KILLPRIV, so the file sy
 not the kernel, clears set-user-ID and set-group-ID bits when a file is written,
 truncated or changes owner.
 
-Timeouts.  Immutable images (read-only mounts) never change under the kernel: long
-entry/attr timeouts and keep_cache let it answer stat() and re-reads without a round
-trip.  Writable trees change only through this mount, so the kernel's own caches stay
-right; the short timeouts are a safety margin, not a coherence mechanism.
+Caching.  Immutable images (read-only mounts) never change under the kernel: long
+entry/attr timeouts let it answer stat() without a round trip.  Writable trees change only
+through this mount, so the kernel's own caches stay right; their short timeouts are a
+safety margin, not a coherence mechanism.  For the same reason every open keeps the page
+cache (keep_cache): file data changes only by writes that pass through it, so a program
+run again (every exec of a container's shell) does not read its binary through FUSE again.
 """
 import errno
 import functools
@@ -342,7 +344,7 @@ class Operations(pyfuse3.Operations):
 
     # ---- files --------------------------------------------------------------------------------------
     def _file_info(self, ino):
-        return pyfuse3.FileInfo(fh=ino, keep_cache=self.readonly)
+        return pyfuse3.FileInfo(fh=ino, keep_cache=True)
 
     @handler
     def open(self, inode, flags, ctx):
