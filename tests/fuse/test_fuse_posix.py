@@ -12,7 +12,7 @@ import tempfile
 import threading
 
 import pytest
-from fusemount import Mount, mkfs
+from fusemount import Mount, assert_same_tree, fsck, manifest, mkfs
 
 AT_FDCWD = -100
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
@@ -22,15 +22,24 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 @pytest.fixture(scope="module")
 def mnt(tmp_path_factory):
+    """One mount for the module.  At the end, what the tests left must survive: umount,
+    fsck clean, remount, the same tree."""
     base = tmp_path_factory.mktemp("posix")
     # other uids must reach the mount point: not under pytest's 0700 directories
     top = tempfile.mkdtemp(prefix="ctrfs-posix-")
     os.chmod(top, 0o755)
-    m = Mount(mkfs(base / "fs.img"), os.path.join(top, "mnt"))
+    image = mkfs(base / "fs.img")
+    m = Mount(image, os.path.join(top, "mnt"))
     m.log_path = base / "mount.log"
     m.start()
     try:
         yield m
+        left = manifest(m.path)
+        m.stop()
+        fsck(image)
+        with Mount(image, m.path) as again:
+            assert_same_tree(left, manifest(again.path))
+        fsck(image)
     finally:
         try:
             m.stop()
