@@ -368,6 +368,17 @@ def test_name_too_long(d):
     assert sorted(os.listdir(d)) == sorted(["f", ok])
 
 
+def test_names_are_bytes(d):
+    names = [b"\xff\xfe-not-utf8", "caf\u00e9".encode(), b"sp ace", b"tab\t", b"new\nline", b"-" * 255]
+    for n in names:
+        with open(os.path.join(os.fsencode(d), n), "wb") as f:
+            f.write(n)
+    assert sorted(os.listdir(os.fsencode(d))) == sorted(names)
+    for n in names:
+        with open(os.path.join(os.fsencode(d), n), "rb") as f:
+            assert f.read() == n
+
+
 def test_enoent(d):
     with pytest.raises(FileNotFoundError):
         open(d / "missing", "rb")
