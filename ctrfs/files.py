@@ -17,11 +17,6 @@ class FileData:
         self.dirty_limit = dirty_limit
 
     # ---- reading -------------------------------------------------------------------
-    def _stored(self, ino, first, last):
-        """{index: (paddr, hash)} of stored blocks first..last inclusive."""
-        return {int.from_bytes(k[9:17], "big"): unpack_pointer(v)
-                for k, v in self.tree.scan(block_key(ino, first), block_key(ino, last + 1))}
-
     def read(self, ind, offset, size):
         if ind.is_inline:
             return ind.inline[offset:offset + size]
@@ -30,15 +25,23 @@ class FileData:
             return b""
         bs = self.bs
         first, last = offset // bs, (end - 1) // bs
-        stored = self._stored(ind.ino, first, last)
-        dirty = self.dirty.get(ind.ino, {})
-        ptrs = [None if idx in dirty else stored.get(idx) for idx in range(first, last + 1)]
+        ptrs = [None] * (last - first + 1)
+        for k, v in self.tree.scan(block_key(ind.ino, first), block_key(ind.ino, last + 1)):
+            ptrs[int.from_bytes(k[9:17], "big") - first] = (int.from_bytes(v[:8], "little"), v[8:40])
+        dirty = self.dirty.get(ind.ino)
+        if dirty:
+            for idx in dirty:
+                if first <= idx <= last:
+                    ptrs[idx - first] = None
         blocks = self.store.read_data_many(ptrs)
-        for idx, buf in dirty.items():
-            if first <= idx <= last:
-                blocks[idx - first] = buf
+        if dirty:
+            for idx, buf in dirty.items():
+                if first <= idx <= last:
+                    blocks[idx - first] = buf
+        out = b"".join([self.zero if b is None else b for b in blocks])
         start = offset - first * bs
-        out = b"".join(self.zero if b is None else b for b in blocks)
+        if start == 0 and len(out) == end - offset:
+            return out                                  # aligned: no second copy
         return out[start:start + end - offset]
 
     def _block(self, ino, idx):
