@@ -5,7 +5,7 @@ from .errors import CorruptError
 from .format import constants as C
 from .format.checksum import data_hash
 from .format.items import pack_ca, unpack_ca
-from .format.node import child_hashes, decode_node, encode_node
+from .format.node import block_digest, child_hashes, decode_node, encode_node
 
 
 class ContentIndex:
@@ -123,7 +123,7 @@ class BlockStore:
             except CorruptError:
                 return None
             decoded[:] = [(level, keys, vals)]
-            return encode_node(tree, level, gen, keys, vals, self.block_size)[1]
+            return block_digest(raw, tree, level, keys, vals)
 
         # A damaged CA node must not be looked up in the CA index: that recursed forever.
         self._located(paddr, h, check, indexed=kind == C.TREE_FS)
