@@ -7,7 +7,7 @@ import time
 from .errors import FsError, NoSpaceError
 from .files import FileData
 from .format import constants as C
-from .format.items import dirent_key, fs_key, name_hash, pack_dirent, unpack_dirent, unpack_inode
+from .format.items import dirent_key, fs_key, pack_dirent, unpack_dirent, unpack_inode
 from .inodes import Inode, InodeTable, orphan_key
 from .format.node import max_item
 

@@ -122,7 +122,7 @@ class Tree:
     def update_sorted(self, items):
         """Apply (key, value or None to delete) in key order, descending once per leaf
         rather than once per item (the CA index takes thousands per commit)."""
-        leaf = None
+        leaf = bound = path = None
         for key, value in items:
             if value is None:
                 self.delete(key)
@@ -133,16 +133,7 @@ class Tree:
                     self.put(key, value)
                     continue
                 leaf, path, bound = self._path(key, with_bound=True)
-            i = bisect_left(leaf.keys, key)
-            if i < len(leaf.keys) and leaf.keys[i] == key:
-                leaf.nbytes += len(value) - len(leaf.vals[i])
-                leaf.vals[i] = value
-            else:
-                leaf.keys.insert(i, key)
-                leaf.vals.insert(i, value)
-                leaf.nbytes += len(key) + len(value) + LEAF_ITEM_OVERHEAD
-            if leaf.nbytes > self.cap:
-                self._fix_overflow(leaf, path, appending=i == len(leaf.keys) - 1)
+            if self._set_in_leaf(leaf, path, key, value):
                 leaf = None
 
     def put(self, key, value):
@@ -152,6 +143,10 @@ class Tree:
             self.root = Node(0, [key], [value])
             return
         leaf, path = self._path(key)
+        self._set_in_leaf(leaf, path, key, value)
+
+    def _set_in_leaf(self, leaf, path, key, value):
+        """Insert or replace key in its (dirty) leaf; returns whether the leaf split."""
         i = bisect_left(leaf.keys, key)
         if i < len(leaf.keys) and leaf.keys[i] == key:
             leaf.nbytes += len(value) - len(leaf.vals[i])
@@ -160,8 +155,10 @@ class Tree:
             leaf.keys.insert(i, key)
             leaf.vals.insert(i, value)
             leaf.nbytes += len(key) + len(value) + LEAF_ITEM_OVERHEAD
-        if leaf.nbytes > self.cap:
-            self._fix_overflow(leaf, path, appending=i == len(leaf.keys) - 1)
+        if leaf.nbytes <= self.cap:
+            return False
+        self._fix_overflow(leaf, path, appending=i == len(leaf.keys) - 1)
+        return True
 
     def delete(self, key):
         """Remove key; returns whether it was there."""

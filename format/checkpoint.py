@@ -1,5 +1,5 @@
 """Checkpoint record: two slots written in turn; the newest valid one is the file system."""
-from construct import Array, Bytes, Const, Int64ul, Int32ul, Struct
+from construct import Array, Const, Int64ul, Int32ul, Struct
 
 from ..errors import CorruptError
 from . import constants as C

@@ -1,26 +1,8 @@
-"""Engine tests: hypothesis profiles (when tests/conftest.py has not registered them) and
-an engine-level consistency check for trees whose items are not file system items."""
-import os
-
+"""Engine tests: an engine-level consistency check for trees whose items are not file
+system items (the hypothesis profiles come from tests/conftest.py)."""
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis.errors import InvalidArgument
 
 from ctrfs.fsck.checks import Checker
-
-
-def _register(name, **kw):
-    try:
-        settings.get_profile(name)
-    except InvalidArgument:
-        settings.register_profile(name, **kw)
-
-
-_register("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-_register("deep", deadline=None, max_examples=2000,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ENGINE_CHECKS = ("check_system_trees", "check_fs_trees", "check_pointers", "check_refcounts",
                  "check_usage", "check_summaries")

@@ -1,5 +1,4 @@
 """The cleaner and a full device: ENOSPC, never corruption; space comes back."""
-import os
 import random
 import stat
 

@@ -1,31 +1,12 @@
 """Fixtures of the FS-layer tests: a fresh file system on a MemoryDevice, reopen after a
-commit, and the hypothesis profiles (`ci` unless HYPOTHESIS_PROFILE says otherwise)."""
-import os
-
+commit (the hypothesis profiles come from tests/conftest.py)."""
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis.errors import InvalidArgument
 
 from ctrfs.device import MemoryDevice
 from ctrfs.engine import Engine
 from ctrfs.filesystem import FileSystem
 from ctrfs.format import constants as C
 from ctrfs.mkfs.geometry import make_filesystem
-
-
-def _register(name, **kw):
-    # tests/conftest.py may already have registered the shared profiles; keep those.
-    try:
-        settings.get_profile(name)
-    except InvalidArgument:
-        settings.register_profile(name, **kw)
-
-
-_register("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-_register("deep", deadline=None, max_examples=2000,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class Mounted:

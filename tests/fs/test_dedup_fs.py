@@ -4,7 +4,6 @@ import collections
 import random
 import stat
 
-import pytest
 
 from ctrfs.filesystem import FileSystem, init_tree
 from ctrfs.format import constants as C
