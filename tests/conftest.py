@@ -4,7 +4,9 @@ HYPOTHESIS_PROFILE=ci (default): derandomised, a fixed number of examples, no de
 (CI machines stall).  HYPOTHESIS_PROFILE=deep: many more random examples, for a soak run.
 """
 import os
+import subprocess
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -13,3 +15,22 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=10
                           suppress_health_check=_SLOW_OK)
 settings.register_profile("deep", deadline=None, max_examples=5000, suppress_health_check=_SLOW_OK)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def loopdev():
+    """attach(path, readonly=False) -> /dev/loopN, detached in finally.  No loop devices
+    is a failure, not a skip (STYLE 24)."""
+    attached = []
+
+    def attach(path, readonly=False):
+        cmd = ["losetup", "-f", "--show"] + (["-r"] if readonly else []) + [str(path)]
+        dev = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        attached.append(dev)
+        return dev
+
+    try:
+        yield attach
+    finally:
+        for dev in attached:
+            subprocess.run(["losetup", "-d", dev], check=False)

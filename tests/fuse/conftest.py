@@ -1,6 +1,6 @@
-"""Fixtures of the FUSE tests: fresh devices, /sbin/mount.ctrfs for mount(8), loop
-devices.  The helpers (Mount, mkfs, fsck, manifest) are in fusemount.py."""
-import subprocess
+"""Fixtures of the FUSE tests: fresh devices and /sbin/mount.ctrfs for mount(8) (loop
+devices come from tests/conftest.py).  The helpers (Mount, mkfs, fsck, manifest) are in
+fusemount.py."""
 
 import pytest
 from fusemount import MOUNT_CTRFS, SBIN_LINK, mkfs, require_fuse
@@ -25,22 +25,3 @@ def sbin_mount_ctrfs():
     finally:
         if created:
             SBIN_LINK.unlink()
-
-
-@pytest.fixture
-def loopdev():
-    """attach(path, readonly=False) -> /dev/loopN, detached in finally.  No loop devices
-    is a failure, not a skip."""
-    attached = []
-
-    def attach(path, readonly=False):
-        cmd = ["losetup", "-f", "--show"] + (["-r"] if readonly else []) + [str(path)]
-        dev = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-        attached.append(dev)
-        return dev
-
-    try:
-        yield attach
-    finally:
-        for dev in attached:
-            subprocess.run(["losetup", "-d", dev], check=False)
