@@ -36,7 +36,8 @@ def _ptr(p):
 
 def root_set(engine, seq):
     return dict(seq=seq, snap_root=_ptr(engine.snaps.root), ca_root=_ptr(engine.ca_tree.root),
-                usage_root=_ptr(engine.usage.root), remap_root=_ptr(engine.remap.root))
+                usage_root=_ptr(engine.usage.root), remap_root=_ptr(engine.remap.root),
+                calog_root=_ptr(engine.ca.head), calog_entries=engine.ca.entries)
 
 
 def write_checkpoint(engine, seq):

@@ -51,6 +51,8 @@ def clean(engine, limit=4):
             for i, entry in enumerate(entries):
                 where[base + i] = entry
     moved = _move_content(engine, where)
+    if any(paddr in where for paddr in engine.ca.chain):
+        engine.ca.force_merge = True       # the merge at this commit frees the chain blocks
     sys_paddrs = {p for p, (kind, _o, _h) in where.items() if kind == C.BLOCK_SYSNODE}
     trees = {C.TREE_CA: engine.ca_tree, C.TREE_SNAP: engine.snaps, C.TREE_REMAP: engine.remap}
     for tree in trees.values():
@@ -65,11 +67,14 @@ def _move_content(engine, where):
     """Copy each live content-addressed block in `where` to the log head."""
     log, store, ca = engine.log, engine.store, engine.ca
     live = {e[0]: h for h, e in ca.delta.items() if e is not None and e[0] in where}
+    for h, e in ca.logged.items():
+        if e is not None and e[0] in where and h not in ca.delta:
+            live.setdefault(e[0], h)
     for paddr, (kind, _owner, prefix) in where.items():
         if kind == C.BLOCK_SYSNODE or paddr in live:
             continue
         for key, val in ca.tree.scan(prefix, _next_prefix(prefix)):
-            if key not in ca.delta and unpack_ca(val)[0] == paddr:
+            if key not in ca.delta and key not in ca.logged and unpack_ca(val)[0] == paddr:
                 live[paddr] = bytes(key)
     for paddr in sorted(live):
         kind, owner, _prefix = where[paddr]

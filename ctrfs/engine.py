@@ -31,12 +31,14 @@ class Engine:
         self.ca_tree = Tree(self.store, C.TREE_CA, ptr(roots["ca_root"]))
         self.ca = ContentIndex(self.ca_tree)
         self.store.ca = weakref.proxy(self.ca)
+        self.ca.load_log(self.store.read_raw, ptr(roots["calog_root"]), roots["calog_entries"])
         self.snaps = Tree(self.store, C.TREE_SNAP, ptr(roots["snap_root"]))
         self.usage = Tree(self.store, C.TREE_USAGE, ptr(roots["usage_root"]))
         self.remap = Tree(self.store, C.TREE_REMAP, ptr(roots["remap_root"]))
         self.open_trees = {}     # name -> Tree of writable trees in use
         self.pending_drops = []  # root hashes released by deleted snapshots
         self.failed = None       # the exception that broke a commit half way
+        self.calog_limit = C.CALOG_LIMIT
         # weak references keep the engine free of reference cycles, so a dropped engine
         # (and its device buffer, in tests) is freed at once rather than by the GC
         reserve = weakref.WeakMethod(self._commit_reserve)
@@ -201,10 +203,11 @@ class Engine:
     def _commit_reserve(self):
         """Segments the next commit may write besides data, so writers stop (ENOSPC)
         while a commit still fits: every changed CA entry may copy a CA leaf (a leaf
-        holds ~70 entries, so at most live/70 of them), plus FS nodes and slack."""
-        changed = len(self.ca.delta)
+        holds ~70 entries, so at most live/70 of them) when the CA log is merged, or a
+        CA log block per 84 changes, plus FS nodes and slack."""
+        changed = len(self.ca.delta) + len(self.ca.logged)
         ca_leaves = int(self.log.live.sum()) // 70 + 1
-        blocks = min(changed, ca_leaves) + changed // 40 + 64
+        blocks = min(changed, ca_leaves) + changed // 40 + changed // 84 + 64
         return -(-blocks // (self.log.seg_blocks - 1))
 
     def clean_threshold(self):
@@ -229,7 +232,7 @@ class Engine:
 
     def _write_system_trees(self, seq):
         log = self.log
-        self.ca.apply()
+        self.ca.commit(log, self.block_size, self.calog_limit)
         for tree in (self.ca_tree, self.snaps, self.remap):
             tree.flush(seq)
         for tree in (self.ca_tree, self.snaps, self.remap, self.usage):

@@ -3,37 +3,81 @@ from collections import OrderedDict
 
 from .errors import CorruptError
 from .format import constants as C
-from .format.checksum import data_hash
+from .format.calog import calog_capacity, decode_calog, encode_calog
+from .format.checksum import calog_hash, data_hash
 from .format.items import pack_ca, unpack_ca
 from .format.node import block_digest, child_hashes, decode_node, encode_node
+from .format.pointer import NULL_POINTER
 
 
 class ContentIndex:
-    """blake3 -> [paddr, refcount, kind], as the CA tree plus the changes since the last
-    commit.  A reference is a pointer in a stored node, or a snapshot holding a root."""
+    """blake3 -> [paddr, refcount, kind], as the CA tree overlaid by the CA log (entries
+    changed since the last merge, newest wins) and the changes since the last commit.  A
+    reference is a pointer in a stored node, or a snapshot holding a root."""
 
     def __init__(self, tree):
         self.tree = tree
         self.delta = {}          # hash -> [paddr, ref, kind], or None once freed
         self.zero = set()        # hashes whose count reached 0 (freed by collect)
-        self.stored = {}         # hash -> entry bytes in the tree, for entries now in delta
+        self.stored = {}         # hash -> entry bytes in the CA view, for entries now in delta
+        self.logged = {}         # hash -> [paddr, ref, kind] or None (deleted): the CA log
+        self.chain = []          # addresses of the CA log blocks, newest first
+        self.head = NULL_POINTER  # newest CA log block
+        self.entries = 0         # entries in the chain (an entry logged twice counts twice)
+        self.force_merge = False  # merge at the next commit (the cleaner wants a chain block moved)
+
+    def load_log(self, read_raw, head, entries):
+        """Read the CA log chain from its head (newest block first: the first value seen wins)."""
+        self.head, self.entries = head, entries
+        paddr, h = head
+        seen = set()
+        while paddr:
+            if paddr in seen:
+                raise CorruptError(f"CA log: chain loops at block {paddr}")
+            seen.add(paddr)
+            raw = read_raw(paddr)
+            if calog_hash(raw) != h:
+                raise CorruptError(f"CA log block {paddr}: content does not match its address {h.hex()[:16]}")
+            blk = decode_calog(raw)
+            for digest, addr, ref, kind in blk["entries"]:
+                if digest not in self.logged:
+                    self.logged[digest] = [addr, ref, kind] if addr or ref else None
+            self.chain.append(paddr)
+            paddr, h = blk["prev_paddr"], blk["prev_hash"]
+
+    def _lookup(self, h):
+        """The committed entry (log, then tree) as a list, or None."""
+        if h in self.logged:
+            e = self.logged[h]
+            return list(e) if e is not None else None
+        raw = self.tree.get(h)
+        return list(unpack_ca(raw)) if raw is not None else None
+
+    def scan(self):
+        """[(hash, entry bytes)] of the committed CA view (tree overlaid by the log), in order."""
+        view = {bytes(k): bytes(v) for k, v in self.tree.scan()}
+        for h, e in self.logged.items():
+            if e is None:
+                view.pop(h, None)
+            else:
+                view[h] = pack_ca(*e)
+        return sorted(view.items())
 
     def get(self, h):
         if h in self.delta:
             return self.delta[h]
-        raw = self.tree.get(h)
-        return list(unpack_ca(raw)) if raw is not None else None
+        return self._lookup(h)
 
     def _entry(self, h):
         e = self.delta.get(h)
         if e is None:
             if h in self.delta:
                 raise CorruptError(f"reference to freed block {h.hex()[:16]}")
-            raw = self.tree.get(h)
-            if raw is None:
+            e = self._lookup(h)
+            if e is None:
                 raise CorruptError(f"reference to unknown block {h.hex()[:16]}")
-            self.stored[h] = raw
-            self.delta[h] = e = list(unpack_ca(raw))
+            self.stored[h] = pack_ca(*e)
+            self.delta[h] = e
         return e
 
     def new(self, h, paddr, kind, ref):
@@ -58,17 +102,52 @@ class ContentIndex:
     def dirty(self):
         return bool(self.delta)
 
-    def apply(self):
-        """Write the changes into the CA tree (sorted, so each leaf is copied once)."""
-        changes = []
+    def changes(self):
+        """[(hash, entry or None)] in hash order: the entries whose value differs from the
+        CA view (+1 then -1 is no change; a block made and freed in one commit is none)."""
+        out = []
         for h in sorted(self.delta):
             e = self.delta[h]
-            value = None if e is None else pack_ca(*e)
-            if h not in self.stored or value != self.stored[h]:  # unchanged: +1 then -1
-                changes.append((h, value))
-        self.tree.update_sorted(changes)
+            if h in self.stored:
+                if e is None or pack_ca(*e) != self.stored[h]:
+                    out.append((h, e))
+            elif e is not None or h in self.logged or self.tree.get(h) is not None:
+                out.append((h, e))     # (fsck's repair sets delta without `stored`)
         self.delta.clear()
         self.stored.clear()
+        return out
+
+    def commit(self, log, block_size, limit=C.CALOG_LIMIT):
+        """Append the changes to the CA log, or merge log and changes into the CA tree when
+        the log would hold more than `limit` entries.  Returns the chain blocks written."""
+        changes = self.changes()
+        if self.force_merge or (changes and self.entries + len(changes) > limit):
+            self.merge(log, changes)
+            return 0
+        per = calog_capacity(block_size)
+        for i in range(0, len(changes), per):
+            entries = [(h, *(e or (0, 0, 0))) for h, e in changes[i:i + per]]
+            block = encode_calog(*self.head, entries, block_size)
+            digest = calog_hash(block)
+            paddr = log.append(C.BLOCK_SYSNODE, C.OWNER_CALOG, digest, block, reserve_ok=True)
+            self.chain.insert(0, paddr)
+            self.head = (paddr, digest)
+            self.entries += len(entries)
+        for h, e in changes:
+            self.logged[h] = e
+        return -(-len(changes) // per)
+
+    def merge(self, log, changes=()):
+        """Write log + changes into the CA tree (sorted: each leaf is copied once); the
+        chain blocks are freed."""
+        merged = dict(self.logged)
+        merged.update(changes)
+        self.tree.update_sorted((h, None if e is None else pack_ca(*e)) for h, e in sorted(merged.items()))
+        for paddr in self.chain:
+            log.add_live(paddr, -1)
+        self.logged.clear()
+        self.chain.clear()
+        self.head, self.entries, self.force_merge = NULL_POINTER, 0, False
 
 
 class BlockStore:

@@ -12,8 +12,10 @@ RootSet = Struct(
     "ca_root" / Pointer,             # content-address index
     "usage_root" / Pointer,          # segment usage table
     "remap_root" / Pointer,          # inode remap table
+    "calog_root" / Pointer,          # newest block of the CA log chain; paddr 0 = empty log
+    "calog_entries" / Int64ul,       # entries in the CA log chain (duplicates included)
 )
-assert RootSet.sizeof() == 168
+assert RootSet.sizeof() == 216
 
 Checkpoint = Struct(
     "magic" / Const(C.CHECKPOINT_MAGIC),
@@ -32,7 +34,7 @@ Checkpoint = Struct(
     "crc32c" / Int32ul,              # CRC32C of bytes 0..CRC_OFFSET-1
     "reserved" / Int32ul,            # 0
 )
-CHECKPOINT_SIZE = 768
+CHECKPOINT_SIZE = 960
 assert Checkpoint.sizeof() == CHECKPOINT_SIZE
 CRC_OFFSET = CHECKPOINT_SIZE - 8
 TAIL_SIZE = 8  # the last 8 bytes of the slot block repeat `seq`: a torn write leaves them stale

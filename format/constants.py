@@ -6,6 +6,7 @@ FORMAT_VERSION = 1
 SUPERBLOCK_MAGIC = b"CTRFS\x00SB"
 CHECKPOINT_MAGIC = b"CTRFS\x00CP"
 SUMMARY_MAGIC = b"CTRFS\x00LS"
+CALOG_MAGIC = b"CTRFS\x00CL"
 NODE_MAGIC = b"CTND"
 
 # Geometry.  Block 0 holds the superblock, the last block of the device its mirror.
@@ -38,6 +39,7 @@ TREE_SNAP = 3        # snapshot/ref table: name -> root of an FS tree
 TREE_USAGE = 4       # segment usage table
 TREE_REMAP = 5       # inode remap table: (tree, visible ino) -> stored ino
 TREE_KINDS = (TREE_FS, TREE_CA, TREE_SNAP, TREE_USAGE, TREE_REMAP)
+OWNER_CALOG = 6      # summary owner of CA log blocks (a chain of blocks, not a tree)
 SYSTEM_TREES = (TREE_SNAP, TREE_CA, TREE_USAGE, TREE_REMAP)
 
 # Block kinds (segment summary entries and content-address entries).
@@ -51,6 +53,8 @@ BLOCK_KINDS = (BLOCK_DATA, BLOCK_NODE, BLOCK_SYSNODE)
 # UUID goes in, so equal blocks have equal addresses on every device.
 HASH_CONTEXT_DATA = "ctrfs v1 data block"
 HASH_CONTEXT_NODE = "ctrfs v1 tree node"
+HASH_CONTEXT_CALOG = "ctrfs v1 ca log"
+CALOG_LIMIT = 4096                    # CA log entries before a commit merges them into the CA tree
 HASH_SIZE = 32
 HASH_PREFIX_SIZE = 12                 # bytes of the hash kept in a segment summary entry
 

@@ -99,9 +99,12 @@ def open_engine(dev, checker):
     try:
         return Engine(dev, checker.sb, checker.cp), False
     except CorruptError as exc:
-        log.info("  usage table unusable (%s): rebuilding it", exc)
+        log.info("  usage table or CA log unusable (%s): rebuilding them", exc)
         cp = copy.deepcopy(checker.cp)
         cp["roots"]["usage_root"] = dict(paddr=0, hash=bytes(32))
+        if checker.bad_sys.get(C.OWNER_CALOG):     # the CA index is rebuilt from what fsck found
+            cp["roots"]["calog_root"] = dict(paddr=0, hash=bytes(32))
+            cp["roots"]["calog_entries"] = 0
         engine = Engine(dev, checker.sb, cp)
         engine.cp = checker.cp
         return engine, True
@@ -120,6 +123,10 @@ class Repair:
         engine, usage_lost = open_engine(self.dev, ck)
         self.engine = engine
         engine.clean_below = 0          # no cleaner on a damaged device: repairs only
+        engine.ca.force_merge = True    # a repaired device has an empty CA log
+        if ck.bad_sys.get(C.OWNER_CALOG) and "refcount" not in self.allowed:
+            engine.log.close()
+            return False                # the CA log is lost: only a refcount repair rebuilds the index
         self.log = engine.log
         opened_dirty = set(self.log.dirty)    # the engine marks pinned-count changes at open
         try:
@@ -133,7 +140,7 @@ class Repair:
             # A bad checkpoint slot or checkpoint counters are put right by any commit.
             force = force or bool(self.kinds & {"checkpoint", "usage"} & self.allowed)
             changed = (self.log.dirty - opened_dirty or engine.ca.delta or engine.open_trees
-                       or self.moved or self.rebuilt)
+                       or self.moved or self.rebuilt or engine.ca.chain)
             if not (force or changed):
                 return False
             if "usage" in self.allowed:
@@ -223,11 +230,13 @@ class Repair:
         ck, lg, ca = self.ck, self.log, self.engine.ca
         if "refcount" not in self.allowed:
             return
-        if ck.bad_sys.get(C.TREE_CA):
+        if ck.bad_sys.get(C.TREE_CA) or ck.bad_sys.get(C.OWNER_CALOG):
             tree = Tree(self.engine.store, C.TREE_CA, None)
             self.engine.ca_tree = ca.tree = tree
+            ca.logged.clear()
+            ca.chain.clear()      # the blocks are let go here, not by the merge
             for kind, paddr, *_ in ck.sysnodes:
-                if kind == C.TREE_CA:
+                if kind in (C.TREE_CA, C.OWNER_CALOG):
                     lg.add_live(paddr, -1)
             old_all = ck.ca
             ca.delta.clear()
@@ -309,7 +318,7 @@ class Repair:
             elif paddr in sys_nodes:
                 kind, level, key = sys_nodes[paddr]
                 rebuilding = kind == C.TREE_CA and ck.bad_sys.get(C.TREE_CA)
-                if kind != C.TREE_USAGE and trees[kind].root is not None and not rebuilding:
+                if kind in trees and trees[kind].root is not None and not rebuilding:
                     trees[kind].touch(key, level)     # rewritten at the commit
                     self.rebuilt = True
 

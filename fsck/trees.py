@@ -6,7 +6,8 @@ import logging
 
 from ..errors import CorruptError, UsageError
 from ..format import constants as C
-from ..format.checksum import data_hash
+from ..format.calog import decode_calog
+from ..format.checksum import calog_hash, data_hash
 from ..format.items import unpack_ca, unpack_snap, unpack_usage
 from .walk import BadNode, NodeInfo, walk_tree
 
@@ -53,8 +54,53 @@ class TreeChecks:
                         self._system_item(kind, bytes(key), bytes(val))
                     except (CorruptError, UsageError) as exc:
                         problem(f"item {bytes(key).hex()[:40]}: {exc}")
+        self.check_calog()
         self.note(f"{len(self.snapshots)} snapshots, {len(self.ca)} content-address entries, "
                   f"{len(self.sysnodes)} system tree nodes")
+
+    def check_calog(self):
+        """The CA log chain: each block's hash link, CRC and entries; its entries are laid
+        over the CA tree's (the newest value of a hash wins) to give the CA view."""
+        roots = self.cp["roots"]
+        paddr, digest = roots["calog_root"]["paddr"], roots["calog_root"]["hash"]
+        self.bad_sys[C.OWNER_CALOG] = 0
+        logged, count, seen = {}, 0, set()
+
+        def problem(msg):
+            self.bad_sys[C.OWNER_CALOG] += 1
+            self.problem("check_calog", f"CA log: {msg}", "refcount")
+
+        while paddr:
+            if paddr in seen:
+                problem(f"chain loops at block {paddr}")
+                break
+            seen.add(paddr)
+            try:
+                raw = self.reader.read_block(paddr)
+                if calog_hash(raw) != digest:
+                    raise CorruptError(f"content does not match its address {short(digest)}")
+                blk = decode_calog(raw)
+            except CorruptError as exc:
+                problem(f"block {paddr}: {exc}")
+                break
+            self.sysnodes.append((C.OWNER_CALOG, paddr, digest, 0, b""))
+            for h, addr, ref, kind in blk["entries"]:
+                count += 1
+                if ref == 0 and addr == 0 and kind == 0:
+                    logged.setdefault(h, None)
+                elif kind in (C.BLOCK_DATA, C.BLOCK_NODE) and self.log.valid_paddr(addr):
+                    logged.setdefault(h, [addr, ref, kind])
+                else:
+                    problem(f"block {paddr}: bad entry {short(h)} (block {addr}, count {ref}, kind {kind})")
+            paddr, digest = blk["prev_paddr"], blk["prev_hash"]
+        if not self.bad_sys[C.OWNER_CALOG] and count != roots["calog_entries"]:
+            self.problem("check_calog", f"CA log: checkpoint counts {roots['calog_entries']} entries, "
+                         f"the chain holds {count}", "checkpoint")
+        for h, e in logged.items():
+            if e is None:
+                self.ca.pop(h, None)
+            else:
+                self.ca[h] = e
 
     def _ca_items(self, items):
         """Store the well-formed CA entries; yield the others for _system_item to judge."""

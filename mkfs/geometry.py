@@ -35,7 +35,8 @@ def superblock_fields(geometry, *, uuid=None, label=""):
 
 def empty_checkpoint():
     null = dict(paddr=0, hash=bytes(32))
-    roots = dict(seq=0, snap_root=null, ca_root=null, usage_root=null, remap_root=null)
+    roots = dict(seq=0, snap_root=null, ca_root=null, usage_root=null, remap_root=null, calog_root=null,
+                 calog_entries=0)
     return dict(seq=0, time_ns=0, roots=roots, log_segment=0, log_offset=0, next_unit_seq=1,
                 live_blocks=0, data_blocks=0, node_blocks=0, free_segments=0, snapshots=0,
                 backups=[roots] * C.CHECKPOINT_BACKUPS)

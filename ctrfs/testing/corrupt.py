@@ -15,6 +15,7 @@ import stat
 from ..device import MemoryDevice
 from ..engine import Engine, read_superblock
 from ..format import constants as C
+from ..format.calog import CALOG_ENTRY_SIZE, CALOG_HEADER_SIZE
 from ..format.checkpoint import CHECKPOINT_SIZE, decode_checkpoint
 from ..format.items import dirent_key, fs_key, pack_dirent, pack_inode, unpack_inode
 from ..format.segment import SUMMARY_ENTRY_SIZE, SUMMARY_HEADER_SIZE, decode_summary
@@ -50,6 +51,7 @@ def sample_image(size=8 << 20, *, segment_blocks=16, files=150, seed=0, compress
     for i in range(files):
         ino = fs.mknod(sub if i % 3 else d, b"file-%03d" % i, stat.S_IFREG | 0o644).ino
         fs.write(ino, 0, rnd.randbytes(rnd.choice((100, 2000, 6000))))
+    engine.ca.force_merge = True     # a CA tree to damage, and a CA log over it from the next commit
     fs.commit(image=b"img")
     fs.write(big, 4096, rnd.randbytes(4096))
     fs.mkdir(C.ROOT_INO, b"after", 0o755)
@@ -201,6 +203,18 @@ def corrupt_node(img, kind, how, index=0, *, level=None, part="payload", name=C.
     return "node payload: " + damage(img, off + 32, max(1, min(used, bs) - 32), how, seed)
 
 
+def corrupt_calog(img, how, index=0, *, seed=0):
+    """Damage the index-th block of the CA log chain (0 = the newest): header and entries."""
+    engine = open_image(img, readonly=True)
+    try:
+        chain = list(engine.ca.chain)
+    finally:
+        engine.log.close()
+    off = chain[index % len(chain)] * block_size(img)
+    used = CALOG_HEADER_SIZE + CALOG_ENTRY_SIZE * int.from_bytes(img[off + 48:off + 52], "little")
+    return f"CA log block {off // block_size(img)}: " + damage(img, off, used, how, seed)
+
+
 def corrupt_summary(img, how, index=0, *, seed=0):
     """Damage the summary of the index-th log unit that holds live blocks."""
     bs = block_size(img)
@@ -215,9 +229,10 @@ def live_blocks(img):
     """paddrs of every live block: CA entries and system tree nodes (usage table included)."""
     engine = open_image(img, readonly=True)
     try:
-        out = {engine.ca.get(bytes(h))[0] for h, _v in engine.ca_tree.scan()}
+        out = {engine.ca.get(bytes(h))[0] for h, _v in engine.ca.scan()}
         for tree in (engine.ca_tree, engine.snaps, engine.usage, engine.remap):
             out.update(ptr[0] for ptr, *_ in tree.walk_nodes())
+        out.update(engine.ca.chain)
         return out
     finally:
         engine.log.close()
@@ -276,7 +291,7 @@ class _Edit:
 
 def _ca_entries(engine, kind):
     out = []
-    for h, _v in engine.ca_tree.scan():
+    for h, _v in engine.ca.scan():
         e = engine.ca.get(bytes(h))
         if e[2] == kind:
             out.append((bytes(h), e))

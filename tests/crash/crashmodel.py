@@ -284,7 +284,7 @@ def structural_problems(engine):
 def data_problems(engine):
     """Every data block the CA index lists is where it says, with the content it names."""
     problems = []
-    for key, val in engine.ca_tree.scan():
+    for key, val in engine.ca.scan():
         paddr, _ref, kind = unpack_ca(val)
         if kind != C.BLOCK_DATA:
             continue
@@ -327,6 +327,8 @@ class _Walker:
         for tree, name in ((e.snaps, "snap"), (e.ca_tree, "ca"), (e.remap, "remap"), (e.usage, "usage")):
             if tree.root is not None:
                 self.walk(tree.kind, tree.root, None, None, None, name, system=True)
+        for paddr in e.ca.chain:         # CA log blocks (the engine checked their hash links)
+            self.claim(paddr, "CA log block")
         try:
             snaps = e.snapshots()
         except CorruptError as exc:
@@ -386,7 +388,7 @@ class _Walker:
     def check_ca(self):
         found = {}
         try:
-            for key, val in self.e.ca_tree.scan():
+            for key, val in self.e.ca.scan():
                 found[bytes(key)] = unpack_ca(val)
         except CorruptError as exc:
             self.bad(f"CA index: {exc}")

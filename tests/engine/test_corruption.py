@@ -22,6 +22,7 @@ from ctrfs.filesystem import FileSystem
 from ctrfs.format import constants as C
 from ctrfs.format.checkpoint import CRC_OFFSET as CP_CRC_OFFSET
 from ctrfs.format.checkpoint import TAIL_SIZE
+from ctrfs.format.calog import CALOG_ENTRY_SIZE, CALOG_HEADER_SIZE
 from ctrfs.format.items import unpack_ca
 from ctrfs.format.segment import SUMMARY_ENTRY_SIZE, SUMMARY_HEADER_SIZE, decode_summary
 from ctrfs.format.superblock import SUPERBLOCK_SIZE, decode_superblock
@@ -88,8 +89,9 @@ class Image:
         out = [(SUPER, 0, [(0, SUPERBLOCK_SIZE)])]
         slot = C.CHECKPOINT_SLOTS[self.seq % 2]
         out.append((CHECKPOINT, slot, [(0, CP_CRC_OFFSET + 4), (BS - TAIL_SIZE, BS)]))   # + the CRC itself
-        for key, val in engine.ca_tree.scan():
-            paddr, _ref, kind = unpack_ca(val)
+        view = {bytes(key): unpack_ca(val) for key, val in engine.ca_tree.scan()}
+        view.update(engine.ca.logged)          # the CA log overlays the tree
+        for paddr, _ref, kind in (e for e in view.values() if e is not None):
             if kind == C.BLOCK_DATA:
                 out.append((DATA, paddr, [(0, BS)]))
             else:
@@ -97,6 +99,9 @@ class Image:
         for tree in (engine.ca_tree, engine.snaps, engine.usage, engine.remap):
             for ptr, *_ in tree.walk_nodes():
                 out.append((SYSNODE, ptr[0], node_range(self.data, ptr[0])))
+        for paddr in engine.ca.chain:
+            count = int.from_bytes(self.data[paddr * BS + 48:paddr * BS + 52], "little")  # CalogHeader.count
+            out.append((SYSNODE, paddr, [(0, CALOG_HEADER_SIZE + CALOG_ENTRY_SIZE * count)]))
         log = engine.log
         for segno in sorted({log.seg_of(b) for _k, b, _r in out if log.valid_paddr(b)}):
             for base, entries in log_units(engine.store, log, segno):

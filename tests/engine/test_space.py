@@ -19,11 +19,13 @@ def recount_live(eng):
     """Live blocks per segment recomputed from the CA index and the system trees."""
     log = eng.log
     live = np.zeros(log.nsegs, dtype=np.int64)
-    for _k, v in eng.ca_tree.scan():
+    for _k, v in eng.ca.scan():
         live[log.seg_of(unpack_ca(v)[0])] += 1
     for tree in (eng.ca_tree, eng.snaps, eng.remap):
         for ptr, *_ in tree.walk_nodes():
             live[log.seg_of(ptr[0])] += 1
+    for paddr in eng.ca.chain:
+        live[log.seg_of(paddr)] += 1
     return live
 
 

@@ -19,7 +19,8 @@ checkpoints = from_struct(Checkpoint, crc32c=0, reserved=0)
 
 def sample(seq=7):
     ptr = dict(paddr=seq * 10, hash=bytes([seq]) * 32)
-    roots = dict(seq=seq, snap_root=ptr, ca_root=ptr, usage_root=ptr, remap_root=ptr)
+    roots = dict(seq=seq, snap_root=ptr, ca_root=ptr, usage_root=ptr, remap_root=ptr, calog_root=ptr,
+                 calog_entries=seq * 3)
     return dict(magic=C.CHECKPOINT_MAGIC, seq=seq, time_ns=123, roots=roots, log_segment=3,
                 log_offset=17, next_unit_seq=99, live_blocks=1000, data_blocks=0, node_blocks=0,
                 free_segments=5, snapshots=2, backups=[roots] * C.CHECKPOINT_BACKUPS,
@@ -32,13 +33,13 @@ def fields(cp):
 
 @given(from_struct(RootSet))
 def test_rootset_construct_round_trip(value):
-    check_struct(RootSet, value, 168)
+    check_struct(RootSet, value, 216)
 
 
 @given(from_struct(Checkpoint))
 def test_checkpoint_construct_round_trip(value):
     check_struct(Checkpoint, value, CHECKPOINT_SIZE)
-    assert CHECKPOINT_SIZE == 768 and CRC_OFFSET == field_offset(Checkpoint, "crc32c") == 760
+    assert CHECKPOINT_SIZE == 960 and CRC_OFFSET == field_offset(Checkpoint, "crc32c") == 952
 
 
 @given(checkpoints, BLOCK_SIZES)

@@ -8,7 +8,7 @@ def values(prefix):
 
 
 def test_magics_unique_and_not_prefixes_of_each_other():
-    magics = [C.SUPERBLOCK_MAGIC, C.CHECKPOINT_MAGIC, C.SUMMARY_MAGIC, C.NODE_MAGIC]
+    magics = [C.SUPERBLOCK_MAGIC, C.CHECKPOINT_MAGIC, C.SUMMARY_MAGIC, C.CALOG_MAGIC, C.NODE_MAGIC]
     assert len(set(magics)) == len(magics)
     for a in magics:
         for b in magics:
@@ -16,7 +16,7 @@ def test_magics_unique_and_not_prefixes_of_each_other():
 
 
 def test_whole_block_magics_are_8_bytes_node_magic_4():
-    assert {len(m) for m in (C.SUPERBLOCK_MAGIC, C.CHECKPOINT_MAGIC, C.SUMMARY_MAGIC)} == {8}
+    assert {len(m) for m in (C.SUPERBLOCK_MAGIC, C.CHECKPOINT_MAGIC, C.SUMMARY_MAGIC, C.CALOG_MAGIC)} == {8}
     assert len(C.NODE_MAGIC) == 4
 
 
@@ -49,7 +49,8 @@ def test_snapshot_kinds_and_segment_states_unique():
 
 
 def test_hash_contexts_distinct():
-    assert C.HASH_CONTEXT_DATA != C.HASH_CONTEXT_NODE
+    assert len({C.HASH_CONTEXT_DATA, C.HASH_CONTEXT_NODE, C.HASH_CONTEXT_CALOG}) == 3
+    assert C.OWNER_CALOG not in C.TREE_KINDS and 0 < C.OWNER_CALOG < 256
 
 
 def test_feature_masks():

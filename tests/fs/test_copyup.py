@@ -96,10 +96,6 @@ def test_copy_up_one_block(big):
         engine2.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: copying a shared FS node raises the count of each of its children in the CA "
-    "index, which is keyed by hash, so one copied path touches ~200 scattered CA leaves "
-    "(~0.8 MiB); even an unshared path changes ~12 CA entries (~150 KiB)"))
 def test_commit_after_copy_up_is_small(big):
     dev, engine, ino = big
     work = FileSystem(engine, b"work")

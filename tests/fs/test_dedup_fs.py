@@ -75,7 +75,7 @@ def data_hashes(engine, name):
 
 def ca_data_entries(engine):
     """The data blocks the CA index holds (read from the committed CA tree)."""
-    return {bytes(k) for k, v in engine.ca_tree.scan() if unpack_ca(v)[2] == C.BLOCK_DATA}
+    return {bytes(k) for k, v in engine.ca.scan() if unpack_ca(v)[2] == C.BLOCK_DATA}
 
 
 def check_refcounts(engine):

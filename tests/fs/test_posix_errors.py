@@ -423,7 +423,7 @@ def test_readdir_cookies_stable_under_changes(fs):
 # ---- unlinked open files -------------------------------------------------------------------------------
 def data_blocks(engine):
     engine.commit()
-    return {bytes(k) for k, v in engine.ca_tree.scan() if unpack_ca(v)[2] == C.BLOCK_DATA}
+    return {bytes(k) for k, v in engine.ca.scan() if unpack_ca(v)[2] == C.BLOCK_DATA}
 
 
 def test_unlinked_open_file_lives_until_release(mounted):

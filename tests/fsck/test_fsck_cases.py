@@ -39,6 +39,7 @@ CASES = [
     case("ca-node-header", lambda img: K.corrupt_node(img, CA, "random", part="header"),
          "check_system_trees"),
     case("ca-node-crc", lambda img: K.corrupt_node(img, CA, "bit", part="crc"), "check_system_trees"),
+    *[case(f"ca-log-{h}", lambda img, h=h: K.corrupt_calog(img, h), "check_calog") for h in HOWS],
     *[case(f"fs-root-{h}", lambda img, h=h: K.corrupt_node(img, FS, h), "check_fs_trees") for h in HOWS],
     *[case(f"fs-leaf-{h}", lambda img, h=h: K.corrupt_node(img, FS, h, 2, level=0), "check_fs_trees")
       for h in HOWS],

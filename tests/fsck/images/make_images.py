@@ -26,6 +26,7 @@ CASES = {
     "slot-newest-torn": (lambda img: K.tear_checkpoint(img, K.newest_slot(img)), ["check_checkpoints"],
                          4, 1, False),
     "ca-node-bit": (lambda img: K.corrupt_node(img, C.TREE_CA, "bit"), ["check_system_trees"], 4, 1, False),
+    "ca-log-bit": (lambda img: K.corrupt_calog(img, "bit"), ["check_calog"], 4, 1, False),
     "usage-node-ones": (lambda img: K.corrupt_node(img, C.TREE_USAGE, "ones"), ["check_system_trees"],
                         4, 1, False),
     "image-leaf-random": (lambda img: K.corrupt_node(img, C.TREE_FS, "random", 0, level=0, name=b"img"),
