@@ -57,6 +57,23 @@ def cache_dir(work, *parts):
 
 
 # ---- processes ------------------------------------------------------------------------------
+def run_benches(calls, order, only=None, log=print, label=""):
+    """Run the named benchmark callables in `order`; a failure is recorded as
+    {"error": ...} and the others still run."""
+    out = {}
+    for name in order:
+        if only and name not in only:
+            continue
+        log(f"{label} {name} ...")
+        t0 = time.perf_counter()
+        try:
+            out[name] = calls[name]()
+        except Exception as exc:   # report it, keep measuring the others
+            out[name] = dict(error=f"{type(exc).__name__}: {exc}")
+        log(f"{label} {name}: {time.perf_counter() - t0:.1f} s")
+    return out
+
+
 def run(cmd, check=True, capture=False, **kw):
     """Run a command; with capture=True return its stdout as text.  A failure raises
     RuntimeError with the command and its stderr (one clear line, not a bare CalledProcessError)."""

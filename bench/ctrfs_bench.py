@@ -290,18 +290,7 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         first_write=lambda: first_write(p["big_file"], runs, work),
         fsck_time=lambda: fsck_time(tar, runs, work),
     )
-    out = {}
-    for name in BENCHES:
-        if only and name not in only:
-            continue
-        log(f"ctrfs {name} ...")
-        t0 = time.perf_counter()
-        try:
-            out[name] = calls[name]()
-        except Exception as exc:
-            out[name] = dict(error=f"{type(exc).__name__}: {exc}")
-        log(f"ctrfs {name}: {time.perf_counter() - t0:.1f} s")
-    return out
+    return B.run_benches(calls, BENCHES, only, log, "ctrfs")
 
 
 if __name__ == "__main__":

@@ -261,18 +261,7 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         fuse_overlayfs_first_write=lambda: fuse_overlayfs_first_write(p["big_dir"], runs, work),
         e2fsck_time=lambda: e2fsck_time(_ext4_image_for(tar, work), runs),
     )
-    out = {}
-    for name in PEERS:
-        if only and name not in only:
-            continue
-        log(f"peer {name} ...")
-        t0 = time.perf_counter()
-        try:
-            out[name] = calls[name]()
-        except Exception as exc:   # report it, keep measuring the others
-            out[name] = dict(error=f"{type(exc).__name__}: {exc}")
-        log(f"peer {name}: {time.perf_counter() - t0:.1f} s")
-    return out
+    return B.run_benches(calls, PEERS, only, log, "peer")
 
 
 def _ext4_image_for(tar_path, work):

@@ -10,7 +10,7 @@ from construct import Bytes, Const, Int8ul, Int32ul, Int64ul, Struct
 
 from ..errors import CorruptError
 from . import constants as C
-from .checksum import crc32c
+from .checksum import check_crc, crc32c
 
 CalogHeader = Struct(
     "magic" / Const(C.CALOG_MAGIC),
@@ -68,10 +68,6 @@ def decode_calog(raw) -> dict:
     end = CALOG_HEADER_SIZE + count * CALOG_ENTRY_SIZE
     if count == 0 or end > len(raw):
         raise CorruptError(f"CA log block: bad entry count {count}")
-    check = bytearray(raw[:end])
-    check[CRC_OFFSET:CRC_OFFSET + 4] = bytes(4)
-    got = crc32c(bytes(check))
-    if got != crc:
-        raise CorruptError(f"CA log block CRC mismatch: stored {crc:#010x}, computed {got:#010x}")
+    check_crc(raw, end, CRC_OFFSET, crc, "CA log block")
     entries = [_ENTRY.unpack_from(raw, pos) for pos in range(CALOG_HEADER_SIZE, end, CALOG_ENTRY_SIZE)]
     return dict(prev_paddr=prev_paddr, prev_hash=prev_hash, entries=entries)

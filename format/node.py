@@ -6,7 +6,7 @@ from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, St
 
 from ..errors import CorruptError
 from . import constants as C
-from .checksum import crc32c, node_hash
+from .checksum import check_crc, crc32c, node_hash
 from .pointer import POINTER_SIZE, Pointer
 
 NodeHeader = Struct(
@@ -103,11 +103,7 @@ def decode_node(raw, expect_tree=None):
     end = C.NODE_HEADER_SIZE + payload_len
     if end > len(raw) or nitems == 0:
         raise CorruptError(f"tree node: bad payload length {payload_len} / {nitems} items")
-    check = bytearray(raw[:end])
-    check[CRC_OFFSET:CRC_OFFSET + 4] = bytes(4)
-    got = crc32c(bytes(check))
-    if got != stored_crc:
-        raise CorruptError(f"tree node CRC mismatch: stored {stored_crc:#010x}, computed {got:#010x}")
+    check_crc(raw, end, CRC_OFFSET, stored_crc, "tree node")
     if tree not in C.TREE_KINDS or (expect_tree is not None and tree != expect_tree):
         raise CorruptError(f"tree node: unexpected tree kind {tree}")
     keys, vals = _parse_items(raw, C.NODE_HEADER_SIZE, end, level, nitems)

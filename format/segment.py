@@ -8,7 +8,7 @@ from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, St
 
 from ..errors import CorruptError
 from . import constants as C
-from .checksum import crc32c
+from .checksum import check_crc, crc32c
 
 SummaryHeader = Struct(
     "magic" / Const(C.SUMMARY_MAGIC),
@@ -73,11 +73,7 @@ def decode_summary(raw) -> dict:
     end = SUMMARY_HEADER_SIZE + hdr.count * SUMMARY_ENTRY_SIZE
     if hdr.count == 0 or end > len(raw):
         raise CorruptError(f"log unit summary: bad entry count {hdr.count}")
-    check = bytearray(raw[:end])
-    check[CRC_OFFSET:CRC_OFFSET + 4] = bytes(4)
-    got = crc32c(bytes(check))
-    if got != hdr.crc32c:
-        raise CorruptError(f"log unit summary CRC mismatch: stored {hdr.crc32c:#010x}, computed {got:#010x}")
+    check_crc(raw, end, CRC_OFFSET, hdr.crc32c, "log unit summary")
     entries = []
     for pos in range(SUMMARY_HEADER_SIZE, end, SUMMARY_ENTRY_SIZE):
         kind, owner = raw[pos], raw[pos + 1]
