@@ -3,7 +3,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config python3-dev python3-venv gcc busybox-static \
 	umoci skopeo docker-registry squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr
-SBIN_TOOLS := mount.ctrfs fsck.ctrfs mkfs.ctrfs
+# Another apt or dpkg running (unattended-upgrades, a second terminal): wait for its lock
+# instead of failing at once.
+APT_WAIT := -o DPkg::Lock::Timeout=600
+SBIN_TOOLS := mount.ctrfs umount.fuse.ctrfs fsck.ctrfs mkfs.ctrfs
 
 .PHONY: deps apt-deps test demo install bench
 
@@ -17,11 +20,12 @@ apt-deps:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+		apt-get $(APT_WAIT) update && \
+		DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y --no-install-recommends $$missing; \
 	fi
 
 # Editable on purpose: a regular install plus anything that puts the repository root on
-# sys.path shadows the installed ctrfs with ./ctrfs (STYLE.md, "the trap").
+# sys.path shadows the installed ctrfs with ./ctrfs (format/, fsck/, mkfs/ map into it).
 $(VENV)/.installed: pyproject.toml | apt-deps
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
@@ -30,7 +34,7 @@ $(VENV)/.installed: pyproject.toml | apt-deps
 test: deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: deps
+demo: install
 	sh demo/demo.sh
 
 install: deps

@@ -1,12 +1,15 @@
 """mount.ctrfs: mount a ctrfs device through FUSE, as a mount(8) helper.
 
     mount.ctrfs DEVICE MOUNTPOINT [-sfnv] [-o OPTIONS]
+    mount.ctrfs -V | --version
 
 After `make install` (a link in /sbin), `mount -t ctrfs DEVICE DIR -o ...` and fstab
 lines run it.  It opens the device (an exclusive lock for rw, shared for ro), mounts,
 then detaches into the background: errors reach the terminal, and the mount exists
 when the command returns.  `umount DIR`, `fusermount3 -u DIR`, SIGTERM or SIGINT end
-the daemon, which then commits (a checkpoint) and closes the device.
+the daemon, which then commits (a checkpoint) and closes the device.  `umount DIR`
+returns only after that, through the umount.fuse.ctrfs helper (ctrfs.unmount);
+`fusermount3 -u` and signals return at once.
 
 Flags: -f stay in the foreground (log to stderr), -v verbose, -s sloppy (ignore unknown
 options), -n accepted (no mtab to write).  Note that mount(8) -f means "fake": this
@@ -33,8 +36,10 @@ Options (-o, comma-separated, may repeat):
                       silent loud user= max_read= comment= x-* (ctrfs never updates atime)
 
 Mounted by root, allow_other, default_permissions (kernel permission checks: containers
-run processes under many uids), suid and dev are on unless nosuid/nodev are given (the
-kernel defaults of mount(8), not libfuse's).  fsname is DEVICE, the type fuse.ctrfs.
+run processes under many uids) and suid are on unless nosuid is given; nodev is on unless
+dev is given (images come from strangers: their device nodes stay inert, as in the layers
+containers/storage mounts; a container gets its /dev from the runtime).  fsname is DEVICE,
+the type fuse.ctrfs.
 
 Exit status (mount(8)'s): 0 mounted; 1 incorrect invocation or permissions (bad or
 unknown option, missing argument, device not accessible); 2 system error (fork failed);
@@ -103,6 +108,10 @@ def parse_args(argv):
             args.options += [o for o in arg[2:].split(",") if o]
         elif arg in ("-h", "--help"):
             print(__doc__)
+            raise SystemExit(EXIT_OK)
+        elif arg in ("-V", "--version"):
+            from . import version_line
+            print(version_line(PROG))
             raise SystemExit(EXIT_OK)
         elif arg.startswith("-") and len(arg) > 1 and arg != "--":
             for flag in arg[1:]:
@@ -173,8 +182,10 @@ class Config:
     def fuse_options(self):
         opts = {o for o in self.kernel if o not in ("ro", "rw")}
         if os.geteuid() == 0:
-            for default, off in (("allow_other", None), ("suid", "nosuid"), ("dev", "nodev")):
-                if off not in opts:
+            # nodev unless -o dev: an image's device nodes are a stranger's (a /dev/sda 0666
+            # would be a raw disk for every user of the host); set-ID bits stay, images need them.
+            for default, other in (("allow_other", None), ("suid", "nosuid"), ("nodev", "dev")):
+                if other not in opts:
                     opts.add(default)
         opts.add("default_permissions")
         if self.readonly:
@@ -265,11 +276,16 @@ def raise_read_ahead(mountpoint, kb=READ_AHEAD_KB):
     bdi = "?"
     try:
         st = os.stat(mountpoint)      # served by the loop: returns once INIT is done
+    except OSError as exc:
+        log.warning("cannot stat the mount point %s: %s", mountpoint, exc)
+        return None
+    try:
         bdi = f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb"
         with open(bdi, "w") as f:
             f.write(str(kb))
     except OSError as exc:
         log.info("cannot raise the readahead (%s): %s", bdi, exc)
+    return st.st_dev
 
 
 def detach(mountpoint):
@@ -279,12 +295,17 @@ def detach(mountpoint):
         log.warning("cannot unmount %s: %s", mountpoint, os.strerror(ctypes.get_errno()))
 
 
-def serve(ops, mountpoint, ready=None):
+def serve(ops, mountpoint, ready=None, source=None):
     """The daemon's life: the trio loop until umount or a signal, then unmount, commit,
     close.  Returns the exit status (0 when the last commit made it to the device).
-    ready() is called once the kernel's INIT is answered and readahead raised."""
+    ready() is called once the kernel's INIT is answered and readahead raised.  The
+    daemon's record (ctrfs.unmount) lets umount(8) wait for the last checkpoint."""
     import pyfuse3
     import trio
+
+    from . import unmount
+
+    st_dev = None
 
     async def signals():
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
@@ -295,7 +316,13 @@ def serve(ops, mountpoint, ready=None):
 
     async def started():
         # a thread: the stat inside waits for the loop below to answer INIT and GETATTR
-        await trio.to_thread.run_sync(raise_read_ahead, mountpoint, abandon_on_cancel=True)
+        nonlocal st_dev
+        st_dev = await trio.to_thread.run_sync(raise_read_ahead, mountpoint, abandon_on_cancel=True)
+        try:
+            if st_dev is not None:
+                unmount.record_start(st_dev, source or ops.fs.engine.dev.path, mountpoint)
+        except OSError as exc:
+            log.warning("cannot record the daemon for umount(8) (%s): umount will not wait", exc)
         if ready is not None:
             ready()
 
@@ -323,10 +350,15 @@ def serve(ops, mountpoint, ready=None):
     except Exception:
         log.exception("final commit failed: the device keeps its last checkpoint")
         code = EXIT_FAILURE
+    if st_dev is not None:
+        try:
+            unmount.record_exit(st_dev, code, mountpoint)
+        except OSError as exc:
+            log.warning("cannot record the daemon's exit for umount(8): %s", exc)
     return code
 
 
-def daemonize(mountpoint, ops):
+def daemonize(mountpoint, ops, source):
     """Fork; the parent returns once the child runs the loop (or reports its death)."""
     r, w = os.pipe()
     try:
@@ -358,7 +390,7 @@ def daemonize(mountpoint, ops):
 
     code = EXIT_FAILURE
     try:
-        code = serve(ops, mountpoint, ready)
+        code = serve(ops, mountpoint, ready, source)
     finally:
         logging.shutdown()
         os._exit(code)
@@ -406,10 +438,10 @@ def mount(args):
         raise
     log.info("mounted %s (%s) on %s", args.device, fs.name.decode(errors="replace"), mnt)
     if args.foreground:
-        return serve(ops, mnt)
+        return serve(ops, mnt, source=args.device)
     # The log writer thread does not survive fork; the child makes its own on first use.
     fs.engine.log.close()
-    return daemonize(mnt, ops)
+    return daemonize(mnt, ops, args.device)
 
 
 def main(argv=None):

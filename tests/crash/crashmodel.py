@@ -2,7 +2,7 @@
 applies each operation to ctrfs and to the model, and an engine-level structural check.
 
 (A module of its own, beside the tests, so test_crash.py reads as the list of workloads and
-properties; its basename is unique under tests/, see STYLE.md.)"""
+properties; its basename is unique under tests/: pytest imports test helpers by basename.)"""
 import copy
 import stat
 from dataclasses import dataclass, field

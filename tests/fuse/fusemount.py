@@ -1,5 +1,5 @@
 """Helpers of the FUSE tests (a uniquely named module: every tests/ folder has its own
-conftest).  Real mounts, STYLE 24 / pyfuse3's test shape: mount.ctrfs runs in the
+conftest).  Real mounts, in pyfuse3's test shape: mount.ctrfs runs in the
 foreground as a subprocess; Mount waits for the mount, fails if the daemon dies, unmounts
 and asserts that the daemon exited 0 with nothing worse than INFO in its log.  A missing
 /dev/fuse (or fusermount3, or loop devices) is a failure, never a skip."""
