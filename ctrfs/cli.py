@@ -19,7 +19,14 @@ FUSE_TYPES = ("fuse.ctrfs", "fuseblk.ctrfs", "fuse", "fuseblk")
 
 # ---- shared tool plumbing ------------------------------------------------------------
 class ToolParser(argparse.ArgumentParser):
-    """argparse exits 2 with a usage block; ctrfs tools exit 16 with one line."""
+    """argparse exits 2 with a usage block; ctrfs tools exit 16 with one line.  Every tool
+    and subcommand answers -V / --version, as e2fsprogs' tools do."""
+
+    def __init__(self, *args, **kw):
+        from . import version_line
+
+        super().__init__(*args, **kw)
+        self.add_argument("-V", "--version", action="version", version=version_line(self.prog.split()[0]))
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
@@ -51,6 +58,7 @@ def run_tool(prog, parser, body, argv=None):
     error's own for CtrfsError, 8 (operational) for anything unexpected.  -v or
     CTRFS_DEBUG=1 adds the traceback of unexpected errors."""
     debug = bool(os.environ.get("CTRFS_DEBUG"))
+    args = None
     try:
         args = parser.parse_args(argv)
         debug = debug or getattr(args, "verbose", False)
@@ -58,7 +66,7 @@ def run_tool(prog, parser, body, argv=None):
     except CtrfsError as exc:
         if debug and not isinstance(exc, UsageError):
             traceback.print_exc()
-        print(f"{prog}: {one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: {naming_device(args, one_line(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -77,6 +85,14 @@ def run_tool(prog, parser, body, argv=None):
             traceback.print_exc()
         print(f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_OPERATIONAL
+
+
+def naming_device(args, msg):
+    """Every message of a command on a device names the device, as e2fsprogs' do."""
+    device = getattr(args, "device", None)
+    if device and not msg.startswith(device + ":"):
+        return f"{device}: {msg}"
+    return msg
 
 
 def one_line(exc):

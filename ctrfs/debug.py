@@ -7,7 +7,7 @@ import uuid as uuidlib
 
 import construct
 
-from .errors import CorruptError, DeviceError, UsageError
+from .errors import CorruptError, DeviceError, NotCtrfsError, UsageError
 from .format import constants as C
 from .format.checkpoint import CHECKPOINT_SIZE, Checkpoint, decode_checkpoint
 from .format.items import (RemapEntry, split_fs_key, unpack_ca, unpack_dirent, unpack_inode, unpack_snap,
@@ -109,6 +109,7 @@ def dump_super(dev, out):
     else:
         print("mirror superblock: none found at any block size", file=out)
     if not ok:
+        refuse_not_ctrfs(dev)
         raise CorruptError("no valid superblock")
     return 0
 
@@ -121,9 +122,16 @@ def _show_super(raw, out):
     return verdict(out, decode_superblock, raw)
 
 
+def refuse_not_ctrfs(dev):
+    """A damaged ctrfs device is dumped as far as it goes; something else is refused."""
+    if dev.size < 8 or dev.read_at(0, 8) != C.SUPERBLOCK_MAGIC:
+        raise NotCtrfsError("not a ctrfs file system (no superblock found)")
+
+
 def dump_checkpoints(dev, out):
     bs, known = device_block_size(dev)
     if not known:
+        refuse_not_ctrfs(dev)
         print(f"no valid superblock: assuming block size {bs}", file=out)
     best = None
     for blockno in C.CHECKPOINT_SLOTS:

@@ -5,7 +5,7 @@ import weakref
 
 from .checkpoint import load_checkpoint, write_checkpoint
 from .cleaner import clean
-from .errors import CorruptError, DeviceError, UnsupportedError, UsageError
+from .errors import CorruptError, DeviceError, NotCtrfsError, UnsupportedError, UsageError
 from .format import constants as C
 from .format.items import pack_snap, pack_usage, unpack_snap, unpack_usage, usage_key
 from .format.pointer import NULL_POINTER
@@ -286,4 +286,6 @@ def read_superblock(dev):
                 return decode_superblock(dev.read_at((dev.size // bs - 1) * bs, SUPERBLOCK_SIZE))
             except CorruptError:
                 bs *= 2
+        if dev.size < 8 or dev.read_at(0, 8) != C.SUPERBLOCK_MAGIC:
+            raise NotCtrfsError(f"{dev.path}: not a ctrfs file system (no superblock found)")
         raise primary

@@ -44,6 +44,11 @@ class DeviceError(CtrfsError):
     exit_code = EXIT_OPERATIONAL
 
 
+class NotCtrfsError(DeviceError):
+    """No ctrfs superblock at all (nor a mirror): not damaged ctrfs but something else, an
+    operational error (8) as fsck(8) has it for a device it cannot check."""
+
+
 class FsError(CtrfsError):
     """A POSIX error from the file system layer (ENOENT, EEXIST, ...)."""
 

@@ -13,6 +13,7 @@ from .format.node import max_item
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4     # leave a whiteout (char device 0:0) behind: overlayfs over ctrfs
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.")
@@ -296,9 +297,11 @@ class FileSystem:
                 return False
             ino, seen = e[0], seen + 1
 
-    def rename(self, p1, n1, p2, n2, flags=0):
+    def rename(self, p1, n1, p2, n2, flags=0, owner=(0, 0)):
+        """renameat2(2).  owner: uid, gid of the whiteout RENAME_WHITEOUT leaves at p1/n1."""
         self._w()
-        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) or \
+                (flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)):
             raise FsError(errno.EINVAL)
         if len(n1) > C.NAME_MAX or len(n2) > C.NAME_MAX:
             raise FsError(errno.ENAMETOOLONG)
@@ -347,6 +350,8 @@ class FileSystem:
         src = self.inodes.get(src.ino)
         src.touch()
         self.inodes.put(src)
+        if flags & RENAME_WHITEOUT:       # as ext4: mode 0, owned by the caller
+            self.inodes.put(self._create(p1, n1, stat.S_IFCHR, *owner, rdev=0))
 
     def _exchange(self, p1, n1, a, p2, n2, b):
         self._add_entry(p1, n1, b.ino, b.mode)

@@ -295,7 +295,8 @@ class Operations(pyfuse3.Operations):
 
     @handler
     def rename(self, parent_old, name_old, parent_new, name_new, flags, ctx):
-        self.fs.rename(parent_old, name_old, parent_new, name_new, flags)
+        uid, gid, _mode = self._owner(parent_old, ctx, stat.S_IFCHR)
+        self.fs.rename(parent_old, name_old, parent_new, name_new, flags, owner=(uid, gid))
 
     # ---- directories ------------------------------------------------------------------------------
     @handler

@@ -54,7 +54,7 @@ import signal
 import sys
 
 from .cli import parse_size
-from .errors import CorruptError, CtrfsError, DeviceError, UsageError
+from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError, UsageError
 from .format import constants as C
 
 PROG = "mount.ctrfs"
@@ -215,6 +215,8 @@ def open_filesystem(args, cfg):
     try:
         try:
             read_superblock(dev)
+        except NotCtrfsError as exc:
+            raise MountError(str(exc)) from None
         except CorruptError as exc:
             raise MountError(f"{dev_path}: not a ctrfs file system ({exc})") from None
         try:

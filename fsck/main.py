@@ -8,11 +8,11 @@ leaves the rest; with none of them fsck.ctrfs checks only (there are no question
 ask).  -f is accepted for fsck(8)'s sake: ctrfs has no "clean" flag, every run is full.
 Exit status, summed: 0 clean, 1 errors corrected, 4 errors left uncorrected,
 8 operational error, 16 usage error, 32 cancelled, 128 unexpected internal error."""
-import argparse
 import logging
 import sys
 import traceback
 
+from ..cli import ToolParser
 from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError, UsageError
 
 PROG = "fsck.ctrfs"
@@ -30,7 +30,7 @@ def checker():
     return check_device
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(ToolParser):
     def error(self, message):
         raise UsageError(f"{message} (see {PROG} --help)")
 

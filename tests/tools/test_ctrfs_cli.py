@@ -6,7 +6,7 @@ import stat
 import subprocess
 
 import pytest
-from toolrun import assert_error, assert_ok, ctrfs, file_bytes
+from toolrun import assert_error, assert_ok, ctrfs, file_bytes, run
 
 from ctrfs.device import Device
 from ctrfs.engine import Engine
@@ -97,10 +97,31 @@ def test_images_missing_device(tmp_path):
     ctrfs_error(ctrfs("images", tmp_path / "nope.img"), 8, "no such file")
 
 
-def test_images_not_ctrfs(tmp_path):
+@pytest.mark.parametrize("args", [("images", "{}"), ("rm", "{}", "x"), ("clone", "{}", "a", "b"),
+                                  ("debug", "dump-super", "{}"), ("debug", "dump-checkpoints", "{}"),
+                                  ("debug", "dump-segment", "{}", "0"), ("debug", "dump-tree", "{}")])
+def test_not_ctrfs_is_operational_and_names_the_device(tmp_path, args):
+    """As fsck does: something that is not ctrfs is exit 8, and the line names it."""
     path = tmp_path / "zero.img"
     path.write_bytes(bytes(1 << 20))
-    ctrfs_error(ctrfs("images", path), 4, "not a ctrfs device")
+    res = ctrfs(*[a.format(path) for a in args])
+    ctrfs_error(res, 8, f"{path}: not a ctrfs file system")
+    assert path.read_bytes() == bytes(1 << 20)
+
+
+def test_damaged_messages_name_the_device(image):
+    with open(image, "r+b") as f:          # both checkpoint slots gone, superblocks intact
+        f.seek(4096)
+        f.write(bytes(2 * 4096))
+    ctrfs_error(ctrfs("images", image), 4, f"{image}: ")
+
+
+@pytest.mark.parametrize("tool", ["ctrfs", "mkfs.ctrfs", "fsck.ctrfs", "mount.ctrfs", "umount.fuse.ctrfs"])
+def test_version(tool):
+    from ctrfs import __version__
+    for flag in ("-V", "--version"):
+        res = assert_ok(run(tool, flag))
+        assert res.out == f"{tool} {__version__} (ctrfs format 1)\n", res
 
 
 # ---- rm and clone ----------------------------------------------------------------------------
@@ -164,7 +185,7 @@ def test_debug_dump_super_not_ctrfs(tmp_path):
     path = tmp_path / "zero.img"
     path.write_bytes(bytes(1 << 20))
     res = ctrfs("debug", "dump-super", path)
-    ctrfs_error(res, 4, "no valid superblock")
+    ctrfs_error(res, 8, "not a ctrfs file system")
     assert "INVALID" in res.out
 
 
