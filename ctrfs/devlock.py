@@ -4,7 +4,7 @@ One device has many names: the image file, a symlink to it, a bind mount of it, 
 device backed by it.  flock on the opened path meets only other opens of the same inode,
 and a loop device's inode is not its backing file's.  So the lock is keyed by identity:
   regular file          (st_dev, st_ino) of the file (symlinks and bind mounts reach it)
-  loop block device     the identity of its backing file (LOOP_GET_STATUS64)
+  loop block device     the identity of what backs it (LOOP_GET_STATUS64)
   other block device    its device number st_rdev
 and it is an flock on LOCK_DIR/<identity>.lock: exclusive for read-write opens, shared
 for read-only ones, never waited for.  flock belongs to the open file description, so it
@@ -21,6 +21,7 @@ import struct
 LOCK_DIR = "/run/ctrfs/locks"
 LOOP_MAJOR = 7
 LOOP_GET_STATUS64 = 0x4C05
+MAX_LOOP_DEPTH = 8                     # loops over loops, followed this far
 # struct loop_info64: lo_device, lo_inode, lo_rdevice, lo_offset, lo_sizelimit, 4 x u32,
 # file name, crypt name, key, lo_init[2]
 _LOOP_INFO64 = struct.Struct("=5Q4I64s64s32s2Q")
@@ -30,18 +31,36 @@ def _devno(dev):
     return f"{os.major(dev)}:{os.minor(dev)}"
 
 
-def identity(fd):
+def identity(fd, depth=0):
     """The name of the device open on fd, the same whichever path opened it."""
     st = os.fstat(fd)
-    if stat.S_ISBLK(st.st_mode):
-        backing = loop_backing(fd, st.st_rdev)
-        if backing is None:
-            return f"blk-{_devno(st.st_rdev)}"
-        dev, ino, rdev = backing
-        if rdev:                       # a loop over a block device: that device
-            return f"blk-{_devno(rdev)}"
+    if not stat.S_ISBLK(st.st_mode):
+        return f"file-{_devno(st.st_dev)}-{st.st_ino}"
+    backing = loop_backing(fd, st.st_rdev) if depth < MAX_LOOP_DEPTH else None
+    if backing is None:
+        return f"blk-{_devno(st.st_rdev)}"
+    dev, ino, rdev = backing
+    if not rdev:
         return f"file-{_devno(dev)}-{ino}"
-    return f"file-{_devno(st.st_dev)}-{st.st_ino}"
+    node = device_node(rdev)           # a loop over a block device (another loop, even)
+    if node is None:
+        return f"blk-{_devno(rdev)}"
+    inner = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return identity(inner, depth + 1)
+    finally:
+        os.close(inner)
+
+
+def device_node(rdev):
+    """/dev/NAME of a block device number (sysfs's uevent names it), or None."""
+    try:
+        with open(f"/sys/dev/block/{_devno(rdev)}/uevent") as f:
+            name = next(line[8:].strip() for line in f if line.startswith("DEVNAME="))
+        node = f"/dev/{name}"
+        return node if os.stat(node).st_rdev == rdev else None
+    except (OSError, StopIteration):
+        return None
 
 
 def loop_backing(fd, rdev):

@@ -47,6 +47,7 @@ def test_identity_is_the_same_on_every_path(image, tmp_path, device_path, loopde
     other.write_bytes(bytes(1 << 20))
     assert identity_of(other) != ids["file"]
     assert identity_of(loopdev(other)) == identity_of(other)
+    assert identity_of(loopdev(names["loop"])) == ids["file"]     # a loop over the loop
 
 
 @pytest.mark.parametrize("held,used", PAIRS)
