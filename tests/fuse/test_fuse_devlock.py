@@ -5,9 +5,13 @@ umount the device holds exactly what the mount wrote."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
-from fusemount import BIN, Mount, fsck, require_fuse, wait_unlocked
+from fusemount import BIN, Mount, fsck, require_fuse
+
+from ctrfs.device import Device
+from ctrfs.errors import DeviceError
 
 PAIRS = [("loop", "file"), ("loop", "symlink"), ("loop", "bind"), ("file", "loop"), ("bind", "loop")]
 
@@ -24,6 +28,18 @@ def refused(res, prog, code, path):
     assert res.returncode == code and len(lines) == 1, res
     assert lines[0].startswith(f"{prog}: ") and path in lines[0], res
     assert "Traceback" not in res.stderr + res.stdout, res
+
+
+def wait_released(path, timeout=60):
+    """Until a read-write open of the device succeeds (the daemon commits after umount)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            Device(path).close()
+            return
+        except DeviceError:
+            assert time.monotonic() < deadline, f"{path} still in use {timeout} s after umount"
+            time.sleep(0.05)
 
 
 def images(path):
@@ -73,7 +89,7 @@ def test_lock_survives_the_daemon_fork(image, tmp_path, device_path):
         refused(tool("mount.ctrfs", image, tmp_path), "mount.ctrfs", 32, str(image))
     finally:
         subprocess.run(["umount", str(mnt)], check=True, timeout=60)
-        wait_unlocked(loop)
+        wait_released(image)
     res = tool("ctrfs", "clone", image, "@default", "copy")
     assert res.returncode == 0, res
     fsck(image)
