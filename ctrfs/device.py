@@ -5,6 +5,7 @@ import os
 import stat
 import struct
 
+from . import devlock
 from .errors import DeviceError
 
 BLKGETSIZE64 = 0x80081272
@@ -14,13 +15,16 @@ BLKROGET = 0x125E
 class Device:
     """Aligned whole-block reads and writes with pread/pwritev, and fsync as the barrier.
 
-    Opening read-write takes an exclusive flock (and O_EXCL on block devices), so two
-    processes never write one device."""
+    Opening read-write takes an exclusive flock on the path (and O_EXCL on block devices)
+    and on the device's identity lock (ctrfs/devlock.py: the same lock whether the file, a
+    symlink, a bind mount or a loop device over the file was opened), so two processes
+    never write one device; read-only opens take both shared."""
 
     def __init__(self, path, *, readonly=False, block_size=4096):
         self.path = path
         self.readonly = readonly
         self.block_size = block_size
+        self.lock_fd = None
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -47,14 +51,16 @@ class Device:
             if self.is_blockdev and not readonly and self._blk_readonly():
                 raise DeviceError(f"{path}: block device is read-only")
         except BaseException:
-            os.close(self.fd)
+            self.close()
             raise
 
     def _lock(self):
         try:
             fcntl.flock(self.fd, (fcntl.LOCK_SH if self.readonly else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            self.lock_fd = devlock.lock(self.fd, exclusive=not self.readonly)
         except BlockingIOError:
-            raise DeviceError(f"{self.path}: in use by another ctrfs process (mounted?)") from None
+            raise DeviceError(f"{self.path}: in use by another ctrfs process "
+                              "(mounted, through this or another path?)") from None
 
     def _size(self):
         if self.is_blockdev:
@@ -100,6 +106,9 @@ class Device:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.lock_fd is not None:      # after the device: its writes are done
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 class MemoryDevice:

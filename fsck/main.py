@@ -2,7 +2,8 @@
 
     fsck.ctrfs [-n|-y|-p|-a] [-f] [-v] [-C [fd]] [--verify-data] DEVICE
 
--n opens the device read-only and answers "no" to every repair; -y repairs everything;
+-n opens the device read-only and answers "no" to every repair (a device another ctrfs
+process has open read-write, through any path, is refused: exit 8); -y repairs everything;
 -p/-a repairs what is safe without asking (older checkpoint, counts, link counts) and
 leaves the rest; with none of them fsck.ctrfs checks only (there are no questions to
 ask).  -f is accepted for fsck(8)'s sake: ctrfs has no "clean" flag, every run is full.

@@ -61,3 +61,33 @@ def umount_helper():
         else:
             os.symlink(before, tmp)
             os.replace(tmp, UMOUNT_HELPER)
+
+
+@pytest.fixture
+def device_path(tmp_path, loopdev):
+    """path(image, kind) -> another name of the same device: "file" (the image itself),
+    "symlink" to it, "loop" device backed by it, "bind" mount of it onto another file.
+    Bind mounts are undone in finally, before loopdev detaches its devices."""
+    binds = []
+
+    def path(image, kind):
+        if kind == "file":
+            return str(image)
+        if kind == "symlink":
+            link = tmp_path / f"{image.name}.link"
+            link.symlink_to(image)
+            return str(link)
+        if kind == "loop":
+            return loopdev(image)
+        assert kind == "bind", kind
+        target = tmp_path / f"{image.name}.bind"
+        target.touch()
+        subprocess.run(["mount", "--bind", str(image), str(target)], check=True)
+        binds.append(target)
+        return str(target)
+
+    try:
+        yield path
+    finally:
+        for target in reversed(binds):
+            subprocess.run(["umount", str(target)], check=False)
