@@ -43,9 +43,12 @@ def identity(fd, depth=0):
     if not rdev:
         return f"file-{_devno(dev)}-{ino}"
     node = device_node(rdev)           # a loop over a block device (another loop, even)
-    if node is None:
+    try:
+        inner = os.open(node, os.O_RDONLY | os.O_CLOEXEC) if node else -1
+    except OSError:
+        inner = -1
+    if inner < 0:
         return f"blk-{_devno(rdev)}"
-    inner = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
     try:
         return identity(inner, depth + 1)
     finally:

@@ -89,5 +89,5 @@ def device_path(tmp_path, loopdev):
     try:
         yield path
     finally:
-        for target in reversed(binds):
-            subprocess.run(["umount", str(target)], check=False)
+        failed = [t for t in reversed(binds) if subprocess.run(["umount", str(t)]).returncode]
+        assert not failed, f"bind mounts left: {failed}"
