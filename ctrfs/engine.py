@@ -269,7 +269,7 @@ def count_dirty(root):
 
 def check_key(name):
     """The snapshot table's own limits on a key; naming policy is ctrfs.catalogue's."""
-    if not name or len(name) > C.SNAP_NAME_MAX or b"\0" in name:
+    if not name or len(name) > C.SNAP_NAME_MAX or b"\0" in name or b"/" in name[:1]:
         raise UsageError(f"bad snapshot key {name!r}")
 
 
