@@ -135,7 +135,7 @@ def _import_tar_once(tar_path, dev, image_name, work):
         B.run(["sync", "-f", mnt])
         t_tar = time.perf_counter() - t0
         t0 = time.perf_counter()
-        commit(mnt, image_name)
+        commit(mnt, image_name.lower())      # image names are lower case (tree C -> image c)
         t_commit = time.perf_counter() - t0
         used = statvfs_used_bytes(mnt)
     return dict(extract=t_tar, commit=t_commit, whole=time.perf_counter() - t_all, used=used)
@@ -164,7 +164,7 @@ def tree_device(tar_path, work):
     if dev not in _built:
         f = _import_tar_once(tar_path, dev, name, work)
         _built[dev] = f["extract"] + f["commit"]
-    return dev, name
+    return dev, name.lower()
 
 
 # ---- benchmarks (keys match the peers') -------------------------------------------------------

@@ -51,7 +51,7 @@ def import_trees(work, trees, device_name):
         fs = FileSystem(engine, name)
         t0 = time.perf_counter()
         files, nbytes = import_directory(fs, B.corpus_paths(work)["rootfs"][tree])
-        fs.commit(image=tree.encode())
+        fs.commit(image=tree.lower().encode())
         dt = time.perf_counter() - t0
         out[tree] = dict(files=files, file_bytes=nbytes, seconds=round(dt, 3),
                          mb_per_s=round(B.mb_per_s(nbytes, dt), 1), bytes_on_disk_after=bytes_on_disk(engine),

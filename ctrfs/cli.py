@@ -1,15 +1,14 @@
 """The `ctrfs` command (images, commit, rm, clone, debug) and the plumbing every ctrfs tool
 shares: an argparse parser whose errors exit 16, sizes, and one-line error reporting."""
 import argparse
-import datetime
 import errno
 import json
 import os
 import re
-import stat
 import sys
 import traceback
 
+from . import catalogue
 from .errors import EXIT_OPERATIONAL, CorruptError, CtrfsError, DeviceError, UsageError
 
 PROG = "ctrfs"
@@ -155,61 +154,11 @@ def note_unlocked(locked):
 
 
 # ---- images -------------------------------------------------------------------------------
-def split_tag(name):
-    """'busybox:1' -> ('busybox', '1'); a ':' followed by '/' is a registry port, not a tag."""
-    base, sep, tag = name.rpartition(":")
-    if not sep or not base or "/" in tag:
-        return name, ""
-    return base, tag
-
-
-def tree_logical_bytes(engine, root):
-    """Sum of regular file sizes in an FS tree (for entries committed without a count)."""
-    from .format import constants as C
-    from .format.items import unpack_inode
-    from .tree import Tree
-
-    if not root[0]:
-        return 0
-    total = 0
-    for key, val in Tree(engine.store, C.TREE_FS, root).scan():
-        if len(key) == 9 and key[8] == C.ITEM_INODE:
-            (mode, *_rest), _inline = unpack_inode(val)
-            if stat.S_ISREG(mode):
-                total += _rest[4]
-    return total
-
-
-def image_rows(engine):
-    from .format import constants as C
-
-    sizes = {}
-    rows = []
-    for raw_name, e in engine.snapshots():
-        name = raw_name.decode("utf-8", "backslashreplace")
-        base, tag = split_tag(name)
-        root_hash = e["root"][1]
-        size = e["logical_bytes"]
-        if not size:
-            if root_hash not in sizes:
-                sizes[root_hash] = tree_logical_bytes(engine, e["root"])
-            size = sizes[root_hash]
-        created = datetime.datetime.fromtimestamp(e["created_ns"] / 1e9).astimezone()
-        rows.append(dict(
-            name=name, image=base, tag=tag,
-            kind="image" if e["kind"] == C.SNAP_IMAGE else "writable",
-            root=root_hash.hex(), size=size, inodes=e["inodes"],
-            created=created.isoformat(timespec="seconds"), created_ns=e["created_ns"],
-            parent=e["parent_name"].decode("utf-8", "backslashreplace") or None,
-            parent_root=e["parent_root"].hex() if any(e["parent_root"]) else None))
-    return rows
-
-
 def cmd_images(args):
     engine, locked = open_engine_readonly(args.device)
     try:
         note_unlocked(locked)
-        rows = image_rows(engine)
+        rows = catalogue.rows(engine)
     finally:
         engine.close()
     if args.json:
@@ -221,7 +170,7 @@ def cmd_images(args):
     for r in rows:
         table.append((r["image"], r["tag"] or "-", r["kind"], r["root"][:hashlen],
                       str(r["size"]) if args.bytes else format_size(r["size"]),
-                      r["created"], r["parent"] or "-"))
+                      r["created"], catalogue.shown(r["parent"]) if r["parent"] else "-"))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -239,10 +188,8 @@ def mount_type(path):
 
 
 def cmd_commit(args):
-    from .engine import check_snap_name
-
-    name = os.fsencode(args.name)
-    check_snap_name(name)
+    ref = catalogue.parse_reference(os.fsencode(args.name))
+    name = ref.key
     mnt = args.mountpoint
     if not os.path.isdir(mnt):
         raise DeviceError(f"{mnt}: no such directory")
@@ -255,18 +202,18 @@ def cmd_commit(args):
         if exc.errno in (errno.ENOTSUP, errno.ENODATA, errno.EOPNOTSUPP):
             raise CtrfsError(f"{mnt}: not a ctrfs mount") from None
         if exc.errno == errno.EEXIST:
-            raise CtrfsError(f"image {args.name!r} exists") from None
+            raise CtrfsError(f"image {str(ref)!r} exists") from None
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise CtrfsError(f"{mnt}: permission denied (committing needs CAP_SYS_ADMIN)") from None
         if exc.errno == errno.EROFS:
             raise CtrfsError(f"{mnt}: mounted read-only, nothing to commit") from None
         if exc.errno == errno.EINVAL:
-            raise UsageError(f"bad image name {args.name!r}") from None
+            raise UsageError(f"bad image name {str(ref)!r}") from None
         if exc.errno == errno.ENOSPC:
             raise CtrfsError(f"{mnt}: no space left on the device") from None
         raise CtrfsError(f"{mnt}: commit failed: {exc.strerror}") from None
     if not args.quiet:
-        print(f"committed {args.name}")
+        print(f"committed {ref}")
     return 0
 
 
@@ -274,11 +221,12 @@ def cmd_commit(args):
 def cmd_rm(args):
     engine = open_engine_rw(args.device)
     try:
-        for name in args.names:
-            engine.delete(os.fsencode(name))
+        notes = catalogue.remove(engine, [os.fsencode(n) for n in args.names], force=args.force)
         engine.commit()
     finally:
         engine.close()
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -288,7 +236,7 @@ def cmd_clone(args):
     engine = open_engine_rw(args.device)
     try:
         kind = C.SNAP_IMAGE if args.image else C.SNAP_WRITABLE
-        engine.clone(os.fsencode(args.src), os.fsencode(args.dst), kind)
+        catalogue.clone(engine, os.fsencode(args.src), os.fsencode(args.dst), kind)
         engine.commit()
     finally:
         engine.close()
@@ -353,6 +301,8 @@ def build_parser():
     s = sub.add_parser("rm", help="delete images or trees (device not mounted)")
     s.add_argument("device", metavar="DEVICE")
     s.add_argument("names", metavar="NAME", nargs="+")
+    s.add_argument("--force", action="store_true",
+                   help="also delete ctrfs's own trees (@default, @clone/...)")
     s.set_defaults(func=cmd_rm)
 
     s = sub.add_parser("clone", help="clone an image or tree (device not mounted)")

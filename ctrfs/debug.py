@@ -2,6 +2,7 @@
 nodes, segments, whole trees).  Damaged structures are printed as far as they parse,
 followed by what validation says about them; that is the point when a crash test fails."""
 import datetime
+import os
 import stat
 import uuid as uuidlib
 
@@ -269,12 +270,12 @@ def dump_tree(engine, name, system, out):
                 "remap": engine.remap}[system]
         print(f"system tree {system}", file=out)
     else:
-        raw = name.encode()
+        from .catalogue import resolve, shown
+
+        raw = resolve(engine, os.fsencode(name))
         e = engine.snapshot(raw)
-        if e is None:
-            raise UsageError(f"no image or tree named {name!r}")
         tree = engine.tree(raw)
-        print(f"{SNAP_NAMES[e['kind']]} {name}: root {e['root'][0]}:{e['root'][1].hex()}", file=out)
+        print(f"{SNAP_NAMES[e['kind']]} {shown(raw)}: root {e['root'][0]}:{e['root'][1].hex()}", file=out)
     nodes = 0
     for ptr, level, keys, vals in tree.walk_nodes():
         nodes += 1

@@ -116,7 +116,7 @@ class Engine:
     def create_tree(self, name, root=None, kind=C.SNAP_WRITABLE, parent_name=b"", parent_root=None,
                     logical_bytes=0, inodes=0):
         """A new snapshot entry holding `root` (an FS tree pointer, or empty)."""
-        check_snap_name(name)
+        check_key(name)
         if self.snaps.get(name) is not None:
             raise UsageError(f"an image or tree named {name.decode(errors='replace')!r} exists")
         root = root or NULL_POINTER
@@ -154,7 +154,7 @@ class Engine:
             raise DeviceError(f"an earlier commit failed ({self.failed}); remount to continue "
                               "from the last checkpoint")
         if snapshot is not None:
-            check_snap_name(snapshot[1])
+            check_key(snapshot[1])
             if self.snapshot(snapshot[1]) is not None:
                 raise UsageError(f"an image named {snapshot[1].decode(errors='replace')!r} exists")
         try:
@@ -267,9 +267,10 @@ def count_dirty(root):
     return 1 + sum(count_dirty(c) for c in root.vals) if root.level > 0 else 1
 
 
-def check_snap_name(name):
+def check_key(name):
+    """The snapshot table's own limits on a key; naming policy is ctrfs.catalogue's."""
     if not name or len(name) > C.SNAP_NAME_MAX or b"\0" in name or b"/" in name[:1]:
-        raise UsageError(f"bad image name {name!r}")
+        raise UsageError(f"bad snapshot key {name!r}")
 
 
 def read_superblock(dev):

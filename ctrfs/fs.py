@@ -34,7 +34,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FUSEError
 
-from .engine import check_snap_name
+from . import catalogue
 from .errors import CtrfsError, FsError, NoSpaceError, UsageError
 from .format import constants as C
 
@@ -421,13 +421,13 @@ class Operations(pyfuse3.Operations):
         if not self.fs.writable:
             raise FUSEError(errno.EROFS)
         try:
-            check_snap_name(name)
-        except UsageError:
+            name = catalogue.new_key(self.engine, name)
+        except catalogue.ImageExistsError:
+            raise FUSEError(errno.EEXIST) from None
+        except UsageError:            # not NAME[:TAG], or an @ name of ctrfs's own
             raise FUSEError(errno.EINVAL) from None
-        if self.engine.snapshot(name) is not None:
-            raise FUSEError(errno.EEXIST)
         self.commit(image=name)
-        log.info("committed image %s", name.decode(errors="replace"))
+        log.info("committed image %s", catalogue.shown(name))
 
     @handler
     def listxattr(self, inode, ctx):

@@ -17,11 +17,13 @@ helper follows the FUSE convention (foreground) instead.
 
 Options (-o, comma-separated, may repeat):
   ro / rw             read-only (the device is opened read-only) or read-write (default)
-  image=NAME          with ro: mount image NAME itself (immutable).  With rw: mount the
-                      writable clone "@clone/NAME", created from the image if missing
-                      (so every rw mount of image=NAME continues the same clone).  If
-                      NAME is a writable tree, it is mounted as it is.  Without image=
-                      the device's default tree (@default, made by mkfs) is mounted.
+  image=NAME[:TAG]    with ro: mount image NAME:TAG itself (immutable; TAG defaults to
+                      latest).  With rw: mount the writable clone "@clone/NAME:TAG",
+                      created from the image if missing (so every rw mount of the image
+                      continues the same clone).  A writable tree (@default, @clone/...,
+                      or one made by `ctrfs clone`) is mounted as it is.  Without image=
+                      the device's default tree @default is mounted (made empty again
+                      if it was deleted).
   fsync=ignore|honor  ignore (default): fsync returns at once, data reaches the device
                       with the periodic commit and at umount; honor: fsync commits
   commit=SECONDS      interval of the periodic commit of changed data (default 5)
@@ -53,13 +55,12 @@ import os
 import signal
 import sys
 
+from . import catalogue
 from .cli import parse_size
-from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError, UsageError
-from .format import constants as C
+from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError
 
 PROG = "mount.ctrfs"
 EXIT_OK, EXIT_USAGE, EXIT_SYSTEM, EXIT_FAILURE = 0, 1, 2, 32
-CLONE_PREFIX = b"@clone/"   # not ":", which separates NAME:TAG in `ctrfs images`
 READ_AHEAD_KB = 1024
 DEFAULT_CACHE = 256 << 20
 DEFAULT_COMMIT = 5.0
@@ -223,31 +224,17 @@ def open_filesystem(args, cfg):
             engine = Engine.open(dev, cache_nodes=max(256, cfg.cache // 2 // 4096))
         except CorruptError as exc:
             raise MountError(f"{dev_path}: {exc} (run fsck.ctrfs)") from None
-        name = tree_name(engine, cfg)
+        name = catalogue.mount_tree(engine, cfg.image, readonly=cfg.readonly, log=log)
         return FileSystem(engine, name, writable=not cfg.readonly, dirty_limit=cfg.cache // 2)
+    except catalogue.BadNameError as exc:
+        dev.close()
+        raise MountError(f"{dev_path}: {exc}", EXIT_USAGE) from None
     except CtrfsError as exc:
         dev.close()
         raise MountError(f"{dev_path}: {exc}") from None
     except BaseException:
         dev.close()
         raise
-
-
-def tree_name(engine, cfg):
-    if cfg.image is None:
-        return C.DEFAULT_TREE_NAME
-    name = os.fsencode(cfg.image)
-    e = engine.snapshot(name)
-    if e is None:
-        raise UsageError(f"no image or tree named {cfg.image!r}")
-    if cfg.readonly or e["kind"] == C.SNAP_WRITABLE:
-        return name
-    clone = CLONE_PREFIX + name
-    if engine.snapshot(clone) is None:
-        engine.clone(name, clone)
-        engine.commit()
-        log.info("created writable clone %s", clone.decode(errors="replace"))
-    return clone
 
 
 # ---- mounting ------------------------------------------------------------------------------------

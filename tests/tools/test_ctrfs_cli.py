@@ -28,7 +28,7 @@ def commit_image(path, image, files=((b"hello", b"x" * 10000),)):
             ino = fs.mknod(C.ROOT_INO, name, stat.S_IFREG | 0o644).ino
             fs.write(ino, 0, data)
         fs.commit(image=image)
-        return {n.decode(): e for n, e in engine.snapshots()}
+        return {n.decode(errors="backslashreplace"): e for n, e in engine.snapshots()}
     finally:
         dev.close()
 
@@ -70,6 +70,7 @@ def test_images_lists_committed_image(image):
 
 
 def test_tag_split_at_last_colon_but_not_a_port(image):
+    """Keys as older ctrfs stored them (untagged ones too) list as before."""
     commit_image(image, b"registry:5000/app", files=())
     commit_image(image, b"registry:5000/app:v2", files=((b"f", b"y"),))
     rows = images_json(image)
@@ -126,21 +127,23 @@ def test_version(tool):
 
 # ---- rm and clone ----------------------------------------------------------------------------
 def test_clone_and_rm(image):
-    assert_ok(ctrfs("clone", image, "@default", "work"))
+    assert_ok(ctrfs("clone", image, "@default", "work"))          # stored as work:latest
     assert_ok(ctrfs("clone", "--image", image, "work", "base:1"))
     rows = images_json(image)
-    assert rows["work"]["kind"] == "writable" and rows["work"]["parent"] == "@default"
-    assert rows["base:1"]["kind"] == "image" and rows["base:1"]["parent"] == "work"
-    assert rows["work"]["root"] == rows["@default"]["root"] == rows["base:1"]["root"]
+    assert rows["work:latest"]["kind"] == "writable" and rows["work:latest"]["parent"] == "@default"
+    assert rows["base:1"]["kind"] == "image" and rows["base:1"]["parent"] == "work:latest"
+    assert rows["work:latest"]["root"] == rows["@default"]["root"] == rows["base:1"]["root"]
     assert_ok(ctrfs("rm", image, "work", "base:1"))
     assert list(images_json(image)) == ["@default"]
 
 
 def test_clone_errors(image):
     ctrfs_error(ctrfs("clone", image, "nope", "x"), 16, "nope")
-    ctrfs_error(ctrfs("clone", image, "@default", "@default"), 16, "exists")
+    ctrfs_error(ctrfs("clone", image, "@default", "@default"), 16, "ctrfs's own")
+    assert_ok(ctrfs("clone", image, "@default", "x"))
+    ctrfs_error(ctrfs("clone", image, "@default", "x:latest"), 16, "exists")
     ctrfs_error(ctrfs("rm", image, "nope"), 16, "nope")
-    assert list(images_json(image)) == ["@default"]
+    assert list(images_json(image)) == ["@default", "x:latest"]
 
 
 def test_rm_refused_while_mounted(image):
