@@ -40,5 +40,10 @@ demo: install
 install: deps
 	for t in $(SBIN_TOOLS); do ln -sf $(CURDIR)/$(VENV)/bin/$$t /sbin/$$t; done
 
+# The corpus (bench/corpus.py: debootstrap, umoci, rsync; ~3 GB in $$CTRFS_CORPUS or
+# /var/tmp/ctrfs-corpus, built once), then ctrfs against its peers (bench/run.py).
+BENCH_APT_PACKAGES := debootstrap rsync
+bench: APT_PACKAGES += $(BENCH_APT_PACKAGES)
 bench: deps
+	$(PY) bench/corpus.py
 	$(PY) bench/run.py

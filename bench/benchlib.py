@@ -1,8 +1,8 @@
 """Helpers shared by the peer and ctrfs benchmarks: running and timing whole processes,
 cache control, loop and FUSE mounts, corpus paths.
 
-Every figure is the wall time of whole processes, measured from outside (as in
-shared/bench/PEERS.md), so the peers and ctrfs are timed the same way.  Stdlib only.
+Every figure is the wall time of whole processes, measured from outside (bench/README.md,
+"Method"), so the peers and ctrfs are timed the same way.  Stdlib only.
 """
 import contextlib
 import fcntl
@@ -15,7 +15,7 @@ import tempfile
 import time
 
 DEFAULT_WORK = "/var/tmp/ctrfs-corpus"
-MB = 10 ** 6          # PEERS.md: MB = 10^6 bytes
+MB = 10 ** 6          # README "Method": MB = 10^6 bytes
 GiB = 1 << 30
 
 
@@ -40,7 +40,7 @@ def corpus_paths(work=None):
 
 
 def corpus_complete(work=None):
-    """True when make-corpus.sh finished: every step's .done marker and the stats file exist."""
+    """True when bench/corpus.py finished: every step's .done marker and the stats file exist."""
     p = corpus_paths(work)
     w = p["work"]
     markers = [os.path.join(w, "rootfs", f"{n}.done") for n in "ABC"]
@@ -127,13 +127,13 @@ def mb_per_s(nbytes, seconds):
 
 # ---- caches ---------------------------------------------------------------------------------
 def drop_caches():
-    """Drop the clean page cache, dentries and inodes (what PEERS.md calls *cold*)."""
+    """Drop the clean page cache, dentries and inodes (README's *cold*)."""
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
 
 
 def warm(path, bs=1 << 20):
-    """Read a file once so it sits in the page cache (PEERS.md's *backing warm*)."""
+    """Read a file once so it sits in the page cache (README's *backing warm*)."""
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(bs)
         while f.readinto(buf):

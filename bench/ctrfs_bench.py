@@ -40,8 +40,14 @@ def tool(name):
     return B.which(name)
 
 
-def tool_paths():
-    return {t: tool(t) for t in TOOLS}
+def tool_paths(relative=False):
+    """name -> path of each tool; relative=True names those inside this checkout relative
+    to it (results.json is kept in the repository and must not name the machine's paths)."""
+    paths = {t: tool(t) for t in TOOLS}
+    if relative:
+        paths = {t: os.path.relpath(p, REPO) if p and p.startswith(REPO + os.sep) else p
+                 for t, p in paths.items()}
+    return paths
 
 
 def missing_tools():

@@ -102,7 +102,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     trees = args.trees.split(",")
     if not B.corpus_complete(args.work) and not all(os.path.isdir(B.corpus_paths(args.work)["rootfs"][t]) for t in trees):
-        print("corpus missing: run bench/corpus.sh first", file=sys.stderr)
+        print("corpus missing: run bench/corpus.py first", file=sys.stderr)
         return 1
     results = dict(peers={}, ctrfs_single={}, ctrfs_combined={}, store_only={})
     for t in trees:

@@ -1,5 +1,5 @@
-"""The peers, measured on this machine in the same run as ctrfs (shared/bench/PEERS.md lists
-the figures to expect).  Each function returns a dict of figures; times are whole-process
+"""The peers, measured on this machine in the same run as ctrfs (bench/README.md, "Method",
+says how).  Each function returns a dict of figures; times are whole-process
 wall times; MB = 10^6 bytes.
 
   tar_extract_ext4(tar)           tar -x onto a fresh 2 GiB ext4 loop image, + syncfs
@@ -131,7 +131,7 @@ def _squashfuse_mount(image, mnt):
 def squashfuse_seq_read(big_file, runs=5, work=None):
     """(b) dd bs=1M of the 1 GiB file through squashfuse over an uncompressed squashfs.
     Each run: fresh mount (so the FUSE file's page cache is empty) with the backing image
-    read into the page cache first (PEERS.md's *backing warm*, rows R2/R5)."""
+    read into the page cache first (README's *backing warm*)."""
     B.need_tools("squashfuse", "dd")
     image = squashfs_image(big_file, "big", work)
     name = os.path.basename(big_file)
@@ -153,7 +153,7 @@ def squashfuse_seq_read(big_file, runs=5, work=None):
 
 def squashfuse_walk(rootfs_dir, runs=5, work=None):
     """(c) `find MNT -type f | wc -l` and `du -s MNT`, each on its own fresh squashfuse mount
-    after dropping all caches (PEERS.md row W1, cold)."""
+    after dropping all caches (README's *cold*)."""
     B.need_tools("squashfuse", "find", "du")
     name = "rootfs-" + os.path.basename(os.path.normpath(rootfs_dir))
     image = squashfs_image(rootfs_dir, name, work)
@@ -284,7 +284,7 @@ def main(argv=None):
     if bad:
         ap.error("unknown peer: " + ", ".join(bad))
     if not B.corpus_complete(args.work):
-        ap.error(f"no complete corpus in {B.work_dir(args.work)}: run bench/corpus.sh")
+        ap.error(f"no complete corpus in {B.work_dir(args.work)}: run bench/corpus.py")
     res = run_all(args.work, args.runs, args.tree, args.names,
                   log=lambda m: print(m, file=sys.stderr))
     json.dump(res, sys.stdout, indent=2)

@@ -2,7 +2,7 @@
 
     python3 bench/run.py [--work DIR] [--runs N] [--tree C] [--peers-only] [--json FILE]
 
-1. builds the corpus with bench/corpus.sh if it is missing (root, a few minutes, ~3 GB);
+1. builds the corpus with bench/corpus.py if it is missing (root, a few minutes, ~3 GB);
 2. measures the peers (bench/peers.py);
 3. measures ctrfs through its tools (bench/ctrfs_bench.py);
 4. prints a table with the ratio ctrfs/peer and writes bench/results.json.
@@ -14,12 +14,12 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib as B  # noqa: E402
+import corpus  # noqa: E402
 import ctrfs_bench  # noqa: E402
 import peers  # noqa: E402
 
@@ -117,11 +117,13 @@ def short(err):
 def ensure_corpus(work, log):
     if B.corpus_complete(work):
         return
-    log(f"corpus in {work} is missing or incomplete: building it with bench/corpus.sh")
-    env = dict(os.environ, WORK=work)
-    rc = subprocess.run(["sh", os.path.join(HERE, "corpus.sh")], env=env).returncode
-    if rc != 0 or not B.corpus_complete(work):
-        raise SystemExit(f"run.py: building the corpus failed (exit {rc})")
+    log(f"corpus in {work} is missing or incomplete: building it with bench/corpus.py")
+    try:
+        corpus.build(work)
+    except (corpus.CorpusError, RuntimeError, OSError) as exc:
+        raise SystemExit(f"run.py: building the corpus failed: {exc}")
+    if not B.corpus_complete(work):
+        raise SystemExit(f"run.py: building the corpus left {work} incomplete")
 
 
 def machine_info():
@@ -191,7 +193,7 @@ def main(argv=None):
         finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         machine=machine, loadavg_after=[round(x, 2) for x in os.getloadavg()], work=work, tree=args.tree, runs=args.runs,
         ctrfs_measured=ctrfs_res is not None, ctrfs_missing_tools=missing,
-        ctrfs_tools=ctrfs_bench.tool_paths(),
+        ctrfs_tools=ctrfs_bench.tool_paths(relative=True),
         complete=complete, note=ctrfs_note, rows=rows, peers=peer_res, ctrfs=ctrfs_res))
     log(f"wrote {args.json}")
     return 0 if complete else 1

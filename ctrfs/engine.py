@@ -12,6 +12,7 @@ from .format.pointer import NULL_POINTER
 from .format.superblock import SUPERBLOCK_SIZE, decode_superblock
 from .segments import SegmentLog
 from .store import BlockStore, ContentIndex
+from .totals import tree_totals
 from .tree import Node, Tree
 
 
@@ -132,7 +133,12 @@ class Engine:
             raise UsageError(f"no image or tree named {src.decode(errors='replace')!r}")
         if src in self.open_trees and self.open_trees[src].is_dirty():
             raise UsageError("commit the tree before cloning it")
-        self.create_tree(dst, e["root"], kind, parent_name=src, parent_root=e["root"][1])
+        figures = (0, 0)      # an image records its figures; a writable tree none
+        if kind == C.SNAP_IMAGE:
+            figures = ((e["logical_bytes"], e["inodes"]) if e["kind"] == C.SNAP_IMAGE
+                       else tree_totals(Tree(self.store, C.TREE_FS, e["root"])))
+        self.create_tree(dst, e["root"], kind, parent_name=src, parent_root=e["root"][1],
+                         logical_bytes=figures[0], inodes=figures[1])
 
     def delete(self, name):
         e = self.snapshot(name)

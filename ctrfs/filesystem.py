@@ -7,8 +7,9 @@ import time
 from .errors import FsError, NoSpaceError
 from .files import FileData
 from .format import constants as C
-from .format.items import dirent_key, fs_key, pack_dirent, unpack_dirent, unpack_inode
+from .format.items import dirent_key, fs_key, pack_dirent, unpack_dirent
 from .inodes import Inode, InodeTable, orphan_key
+from .totals import tree_totals
 from .format.node import max_item
 
 RENAME_NOREPLACE = 1
@@ -488,14 +489,7 @@ class FileSystem:
 
     def totals(self):
         """(sum of regular file sizes, inode count), by one scan of the tree."""
-        size = count = 0
-        for key, val in self.tree.scan():
-            if key[8] == C.ITEM_INODE:
-                count += 1
-                fields, _inline = unpack_inode(val)
-                if stat.S_ISREG(fields[0]):
-                    size += fields[5]
-        return size, count
+        return tree_totals(self.tree)
 
     def statfs(self):
         log = self.engine.log

@@ -256,8 +256,10 @@ class Operations(pyfuse3.Operations):
         s.f_bsize = s.f_frsize = info["block_size"]
         s.f_blocks = info["blocks"]
         s.f_bfree = s.f_bavail = info["free"]
-        s.f_files = info["blocks"]            # inodes are items in the tree: space bounds them
+        # Inodes of the mounted tree: used = its live inodes; free = what the free space
+        # bounds (inodes are items in the tree, one per free block at the least).
         s.f_ffree = s.f_favail = info["free"]
+        s.f_files = self.fs.inodes.live() + info["free"]
         s.f_namemax = C.NAME_MAX
         return s
 

@@ -57,6 +57,13 @@ class Inode:
 class InodeTable:
     def __init__(self, tree):
         self.tree = tree
+        self._live = None     # inode items in the tree: counted once when first asked, then kept
+
+    def live(self):
+        """Inodes in the tree (statfs's used inodes), without a scan after the first."""
+        if self._live is None:
+            self._live = sum(1 for key, _v in self.tree.scan() if key[8] == C.ITEM_INODE)
+        return self._live
 
     def get(self, ino):
         raw = self.tree.get(fs_key(ino, C.ITEM_INODE))
@@ -77,12 +84,16 @@ class InodeTable:
         raw = self.tree.get(SUPER_KEY)
         nxt = int.from_bytes(raw[:8], "little") if raw else C.FIRST_INO
         self.tree.put(SUPER_KEY, (nxt + 1).to_bytes(8, "little") + bytes(8))
+        if self._live is not None:
+            self._live += 1   # its record is put next (FileSystem._create)
         return nxt
 
     def free(self, ino):
         """Delete every item of the inode (record, xattrs, dirents, block map)."""
         lo, hi = fs_key(ino, 0), fs_key(ino + 1, 0)
         for key in [k for k, _v in self.tree.scan(lo, hi)]:
+            if self._live is not None and key[8] == C.ITEM_INODE:
+                self._live -= 1
             self.tree.delete(key)
         self.tree.delete(orphan_key(ino))
 

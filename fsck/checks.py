@@ -13,7 +13,7 @@ What is checked against what (spec/DESIGN.md has the why):
   (CA entries + system tree nodes; usage-table nodes are `pinned`); each live block's log
   unit summary entry;
 - per FS tree: link counts, '..' entries, unreachable inodes, dangling entries, orphan
-  records, malformed items; with verify_data, the blake3 of every data block."""
+  records, malformed items; each image's recorded size and inode count; with verify_data, the blake3 of every data block."""
 import logging
 
 from ..checkpoint import read_slots
@@ -25,6 +25,7 @@ from ..format.superblock import SUPERBLOCK_SIZE, decode_superblock
 from ..segments import SegmentLog
 from .namespace import ALL_KINDS, Namespace, parse_leaf, plan
 from .space import SpaceChecks
+from .totals import TotalsChecks
 from .trees import TreeChecks
 from .walk import NodeReader
 
@@ -54,7 +55,7 @@ class NullProgress:
         pass
 
 
-class Checker(TreeChecks, SpaceChecks):
+class Checker(TreeChecks, SpaceChecks, TotalsChecks):
     def __init__(self, dev, *, verify_data=False, progress=None, slot=None):
         self.dev = dev
         self.verify_data = verify_data
@@ -107,7 +108,7 @@ class Checker(TreeChecks, SpaceChecks):
         for check in (self.check_system_trees, self.check_fs_trees, self.check_pointers,
                       self.check_refcounts, self.check_usage, self.check_summaries,
                       self.check_inodes, self.check_directories, self.check_link_counts,
-                      self.check_orphans, self.check_data):
+                      self.check_orphans, self.check_totals, self.check_data):
             check()
         self.progress.close()
         return self
@@ -273,13 +274,16 @@ class Checker(TreeChecks, SpaceChecks):
             plans[digest] = plan(ns, label, allowed, self.sb["block_size"])
         return plans
 
+    def ensure_plans(self):
+        if not self.plans and self.tree_leaves:
+            self.progress.pass_("namespaces", len(self.tree_leaves))
+            self.plans = self.namespace_plans()
+
     def _namespace_problems(self, check):
         log.info("Checking %s", {"check_inodes": "inode items", "check_directories": "directories",
                                  "check_link_counts": "link counts", "check_orphans": "unreachable inodes "
                                  "and dangling entries"}[check])
-        if not self.plans and self.tree_leaves:
-            self.progress.pass_("namespaces", len(self.tree_leaves))
-            self.plans = self.namespace_plans()
+        self.ensure_plans()
         for p in self.plans.values():
             for name, msg, kind in p.problems:
                 if name == check:

@@ -19,7 +19,8 @@ FILE_TYPES = (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFCHR, stat.S_IFB
               stat.S_IFIFO, stat.S_IFSOCK)
 
 # Repair kinds: the -p set is safe (no names appear or vanish); the rest needs -y.
-SAFE_KINDS = frozenset({"superblock", "checkpoint", "refcount", "usage", "summary", "linkcount", "inode"})
+SAFE_KINDS = frozenset({"superblock", "checkpoint", "refcount", "usage", "summary", "linkcount", "inode",
+                        "totals"})
 ALL_KINDS = SAFE_KINDS | {"namespace", "salvage"}
 
 # Fact tags produced by parse_leaf.

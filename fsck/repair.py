@@ -12,6 +12,7 @@ checks better; then, on an engine opened at the chosen checkpoint:
    finds blocks only through summaries);
 5. FS trees get their namespace edits (link counts, lost+found, dangling entries);
    trees with unreadable nodes are rebuilt from their readable leaves;
+6. image entries get the size and inode count of their trees as repaired;
 then one commit.  Another round of check-and-repair follows while repairable problems
 remain (freeing what a rebuilt tree left behind needs a second commit)."""
 import copy
@@ -29,6 +30,7 @@ from ..format.superblock import encode_superblock
 from ..tree import Tree
 from .checks import Checker, FsckResult, Problem
 from .namespace import ALL_KINDS, SAFE_KINDS
+from .totals import fix_totals
 from .walk import BadNode, NodeInfo
 
 log = logging.getLogger("ctrfs.fsck")
@@ -137,10 +139,11 @@ class Repair:
             self.relocate_undescribed()
             self.fix_index()
             self.fix_fs_trees()
+            totals = fix_totals(engine, ck, self.plans, self.allowed, self.untouched)
             # A bad checkpoint slot or checkpoint counters are put right by any commit.
             force = force or bool(self.kinds & {"checkpoint", "usage"} & self.allowed)
             changed = (self.log.dirty - opened_dirty or engine.ca.delta or engine.open_trees
-                       or self.moved or self.rebuilt or engine.ca.chain)
+                       or self.moved or self.rebuilt or engine.ca.chain or totals)
             if not (force or changed):
                 return False
             if "usage" in self.allowed:
@@ -325,13 +328,15 @@ class Repair:
     # ---- 5. FS trees --------------------------------------------------------------------------------------
     def fix_fs_trees(self):
         ck, engine = self.ck, self.engine
-        plans = ck.namespace_plans(self.allowed)
+        self.plans = plans = ck.namespace_plans(self.allowed)
+        self.untouched = set()   # trees left as they are, unreadable parts and all
         for digest, (ptr, names) in ck.roots(empty=True).items():
             plan = plans.get(digest)
             lost = self.lost_data(digest)
             salvage = bool(ck.tree_bad.get(digest) or lost)
             edits = plan is not None and (plan.edits or plan.drop_inos or plan.trims)
             if salvage and "salvage" not in self.allowed:
+                self.untouched.add(digest)
                 continue     # its nodes cannot all be rewritten; -y rebuilds it
             if not salvage and not edits:
                 continue

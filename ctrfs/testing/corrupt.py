@@ -17,7 +17,7 @@ from ..engine import Engine, read_superblock
 from ..format import constants as C
 from ..format.calog import CALOG_ENTRY_SIZE, CALOG_HEADER_SIZE
 from ..format.checkpoint import CHECKPOINT_SIZE, decode_checkpoint
-from ..format.items import dirent_key, fs_key, pack_dirent, pack_inode, unpack_inode
+from ..format.items import dirent_key, fs_key, pack_dirent, pack_inode, pack_snap, unpack_inode
 from ..format.segment import SUMMARY_ENTRY_SIZE, SUMMARY_HEADER_SIZE, decode_summary
 from ..format.superblock import SUPERBLOCK_SIZE, encode_superblock
 
@@ -367,6 +367,16 @@ def drop_dirent(img, parent, entry, name=C.DEFAULT_TREE_NAME):
         if not _tree(engine, name).delete(dirent_key(parent, entry)):
             raise KeyError(entry)
     return f"entry {entry!r} removed from directory {parent}"
+
+
+def wrong_totals(img, name=b"img", bytes_delta=1, inodes_delta=-1):
+    """Change the logical size and inode count an image's entry records (a valid commit)."""
+    with _Edit(img) as engine:
+        e = engine.snapshot(name)
+        engine.snaps.put(name, pack_snap(e["kind"], e["created_ns"], e["root"], e["parent_root"],
+                                         e["logical_bytes"] + bytes_delta, e["inodes"] + inodes_delta,
+                                         e["parent_name"]))
+    return f"image {name.decode()}: recorded size {bytes_delta:+d} bytes, {inodes_delta:+d} inodes"
 
 
 def drop_inode(img, ino, name=C.DEFAULT_TREE_NAME):

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 from fusemount import Mount, assert_same_tree, fsck, manifest, mkfs
@@ -253,18 +254,56 @@ def test_mmap(d):
     assert p.read_bytes()[4096:4101] == b"mmap!"
 
 
-def test_fsync_and_flush(d):
-    p = d / "s"
-    with open(p, "wb") as f:
-        f.write(b"x")
+def _write_synced(path, body):
+    """Write, fsync the file and its directory; the seconds the syncs took."""
+    with open(path, "wb") as f:
+        f.write(body)
         f.flush()
+        t0 = time.monotonic()
         os.fsync(f.fileno())
         os.fdatasync(f.fileno())
-    fd = os.open(d, os.O_RDONLY)
+    fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return time.monotonic() - t0
+
+
+def _after_kill(image, mnt, path):
+    """kill -9 the daemon (no umount commit), remount: the file's content, or None."""
+    mnt.kill()
+    with Mount(image, mnt.path) as again:
+        p = again.path / path.relative_to(mnt.path)
+        return p.read_bytes() if p.exists() else None
+
+
+def test_fsync_and_flush(d):
+    """fsync and fdatasync of a file and fsync of a directory succeed, and the data reads back."""
+    assert _write_synced(d / "s", b"x" * 5000) < 5
+    assert (d / "s").read_bytes() == b"x" * 5000
+
+
+def test_fsync_honor_is_durable(tmp_path):
+    """fsync=honor: once fsync returned the data is on the device, even if the daemon dies
+    before any periodic commit or umount (commit=3600)."""
+    image = mkfs(tmp_path / "fs.img")
+    with Mount(image, tmp_path / "m", "fsync=honor", "commit=3600") as m:   # exit: nothing left to stop
+        _write_synced(m / "f", b"durable" * 1000)
+        assert _after_kill(image, m, m / "f") == b"durable" * 1000
+
+
+def test_fsync_ignore_waits_for_the_commit(tmp_path):
+    """fsync=ignore (default): fsync returns at once without a commit, so a daemon killed
+    before the next commit loses the write; the periodic commit (commit=1) stores it."""
+    image = mkfs(tmp_path / "fs.img")
+    with Mount(image, tmp_path / "m", "commit=3600") as m:
+        assert _write_synced(m / "f", b"lost" * 1000) < 0.5
+        assert _after_kill(image, m, m / "f") is None
+    with Mount(image, tmp_path / "m", "commit=1") as m:
+        _write_synced(m / "g", b"kept" * 1000)
+        time.sleep(3)                   # the next periodic commit has run
+        assert _after_kill(image, m, m / "g") == b"kept" * 1000
 
 
 # ---- directories -----------------------------------------------------------------------------
