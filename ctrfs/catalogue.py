@@ -38,6 +38,7 @@ from .format import constants as C
 
 DEFAULT_TREE = C.DEFAULT_TREE_NAME
 OWN_PREFIX = b"@"
+LAYER_PREFIX = b"@layer/"      # an imported layer: the tree of all layers up to it (by ChainID)
 CLONE_PREFIX = b"@clone/"
 DEFAULT_TAG = "latest"
 REF_MAX = C.SNAP_NAME_MAX - len(CLONE_PREFIX)
@@ -145,6 +146,11 @@ def is_own(key):
     return key.startswith(OWN_PREFIX)
 
 
+def is_hidden(key):
+    """Layers below an image: listed by `images --all`, left out of `df`'s split."""
+    return key.startswith(LAYER_PREFIX)
+
+
 def clone_key(image_key):
     """The writable tree a read-write mount of an image works on."""
     return CLONE_PREFIX + image_key
@@ -195,6 +201,20 @@ def clone(engine, src, dst, kind=C.SNAP_WRITABLE):
     src_key = resolve(engine, src)
     dst_key = new_key(engine, dst)
     engine.clone(src_key, dst_key, kind)
+    return dst_key
+
+
+def tag(engine, src, dst):
+    """`ctrfs tag`: dst (a new image name) is src under another name: the same root, the
+    same parent, so it lists, mounts and exports as src does.  Returns dst's key."""
+    src_key = resolve(engine, src)
+    e = engine.snapshot(src_key)
+    if e["kind"] != C.SNAP_IMAGE:
+        raise UsageError(f"{shown(src_key)} is a writable tree: commit it as an image first")
+    dst_key = new_key(engine, dst)
+    engine.create_tree(dst_key, e["root"], C.SNAP_IMAGE, parent_name=e["parent_name"],
+                       parent_root=e["parent_root"], logical_bytes=e["logical_bytes"],
+                       inodes=e["inodes"])
     return dst_key
 
 

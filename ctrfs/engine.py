@@ -150,10 +150,10 @@ class Engine:
         self.open_trees.pop(name, None)
 
     # ---- commit ------------------------------------------------------------------------------
-    def commit(self, snapshot=None, totals=(0, 0)):
+    def commit(self, snapshot=None, totals=None):
         """Make everything durable in one checkpoint.  snapshot=(tree, image) also records
         the committed state of writable tree `tree` as immutable image `image`, with
-        totals=(logical bytes, inodes) for the listing."""
+        totals=(logical bytes, inodes) for the listing (counted here when not given)."""
         if self.readonly:
             raise UsageError("device is open read-only")
         if self.failed is not None:
@@ -163,6 +163,8 @@ class Engine:
             check_key(snapshot[1])
             if self.snapshot(snapshot[1]) is not None:
                 raise UsageError(f"an image named {snapshot[1].decode(errors='replace')!r} exists")
+            if totals is None:
+                totals = tree_totals(self.tree(snapshot[0]))
         try:
             self._commit(snapshot, totals)
         except BaseException as exc:

@@ -56,7 +56,7 @@ import signal
 import sys
 
 from . import catalogue
-from .cli import parse_size
+from .tool import parse_size
 from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError
 
 PROG = "mount.ctrfs"

@@ -13,7 +13,7 @@ import logging
 import sys
 import traceback
 
-from ..cli import ToolParser
+from ..tool import ToolParser
 from ..errors import CorruptError, CtrfsError, DeviceError, UnsupportedError, UsageError
 
 PROG = "fsck.ctrfs"

@@ -3,7 +3,7 @@ import os
 import stat
 import uuid as uuidlib
 
-from ..cli import ToolParser, format_size, parse_size, run_tool
+from ..tool import ToolParser, format_size, parse_size, run_tool
 from ..device import Device
 from ..errors import CtrfsError, DeviceError, UsageError
 from ..format import constants as C

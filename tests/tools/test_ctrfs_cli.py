@@ -246,7 +246,7 @@ def _explode(_args):
 
 
 def test_unexpected_error_is_one_line_exit_8(capsys, monkeypatch):
-    from ctrfs.cli import ToolParser, run_tool
+    from ctrfs.tool import ToolParser, run_tool
 
     monkeypatch.delenv("CTRFS_DEBUG", raising=False)
     assert run_tool("tool", ToolParser(prog="tool"), _explode, []) == 8
@@ -255,7 +255,7 @@ def test_unexpected_error_is_one_line_exit_8(capsys, monkeypatch):
 
 
 def test_debug_env_adds_traceback(capsys, monkeypatch):
-    from ctrfs.cli import ToolParser, run_tool
+    from ctrfs.tool import ToolParser, run_tool
 
     monkeypatch.setenv("CTRFS_DEBUG", "1")
     assert run_tool("tool", ToolParser(prog="tool"), _explode, []) == 8

@@ -1,0 +1,5 @@
+"""The subcommands of `ctrfs`, one module each: `add_parser(sub)` declares its arguments,
+`run(args)` does the work and returns the exit code.  The order here is `--help`'s."""
+from . import clone, commit, debug, df, images, rm, tag
+
+COMMANDS = (images, df, commit, tag, clone, rm, debug)
