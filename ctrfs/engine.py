@@ -126,15 +126,18 @@ class Engine:
         self.snaps.put(name, pack_snap(kind, time.time_ns(), root, parent_root or bytes(32),
                                        logical_bytes, inodes, parent_name))
 
-    def clone(self, src, dst, kind=C.SNAP_WRITABLE):
-        """dst shares every block of src (src must be committed: it is read from the table)."""
+    def clone(self, src, dst, kind=C.SNAP_WRITABLE, figures=None):
+        """dst shares every block of src (src must be committed: it is read from the table).
+        An image records figures=(logical bytes, inodes), counted from its FS tree unless
+        given."""
         e = self.snapshot(src)
         if e is None:
             raise UsageError(f"no image or tree named {src.decode(errors='replace')!r}")
         if src in self.open_trees and self.open_trees[src].is_dirty():
             raise UsageError("commit the tree before cloning it")
-        figures = (0, 0)      # an image records its figures; a writable tree none
-        if kind == C.SNAP_IMAGE:
+        if kind != C.SNAP_IMAGE:
+            figures = (0, 0)      # an image records its figures; a writable tree none
+        elif figures is None:
             figures = ((e["logical_bytes"], e["inodes"]) if e["kind"] == C.SNAP_IMAGE
                        else tree_totals(Tree(self.store, C.TREE_FS, e["root"])))
         self.create_tree(dst, e["root"], kind, parent_name=src, parent_root=e["root"][1],

@@ -13,7 +13,7 @@ def tree_totals(tree):
     hardlinked file's size once."""
     size = count = 0
     for key, val in tree.scan():
-        if key[8] == C.ITEM_INODE:
+        if len(key) > 8 and key[8] == C.ITEM_INODE:
             count += 1
             fields, _inline = unpack_inode(val)
             if stat.S_ISREG(fields[0]):
