@@ -11,6 +11,7 @@ import sys
 import traceback
 
 from .errors import EXIT_OPERATIONAL, CorruptError, CtrfsError, DeviceError, UsageError
+from .oci import cli_import
 
 PROG = "ctrfs"
 COMMIT_XATTR = "trusted.ctrfs.commit"
@@ -345,6 +346,8 @@ def build_parser():
     s.add_argument("dst", metavar="DST")
     s.add_argument("--image", action="store_true", help="make DST an immutable image (default: writable)")
     s.set_defaults(func=cmd_clone)
+
+    cli_import.add_parser(sub)
 
     s = sub.add_parser("debug", help="print on-disk structures")
     dsub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
