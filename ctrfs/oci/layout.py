@@ -104,17 +104,18 @@ class OciLayout:
         if not isinstance(marker, dict) or "imageLayoutVersion" not in marker:
             raise BadImageError(f"{path}/oci-layout: no imageLayoutVersion")
 
-    def blob(self, d):
+    def blob(self, d, what=None):
         algo, hexd = split_digest(d["digest"])
+        what = what or f"blob {_short(d['digest'])}"
         path = os.path.join(self.path, "blobs", algo, hexd)
         try:
             raw = open(path, "rb")
         except FileNotFoundError:
-            raise BadImageError(f"blob {_short(d['digest'])} is missing from {self.path}") from None
-        return CheckedReader(raw, f"blob {_short(d['digest'])}", d["digest"], d["size"])
+            raise BadImageError(f"{what} is missing from {self.path}") from None
+        return CheckedReader(raw, what, d["digest"], d["size"])
 
     def small(self, d, what, limit=SMALL):
-        r = self.blob(d)
+        r = self.blob(d, what)
         try:
             return read_all(r, what, d["digest"], d["size"], limit)
         finally:
@@ -163,8 +164,8 @@ class OciLayout:
             mt = ld.get("mediaType", "")
             if "tar" not in mt or "encrypted" in mt:
                 raise BadImageError(f"{what}: layer {i} has media type {mt!r}, not a tar layer")
-            img.layers.append(Layer(f"layer {i + 1} ({_short(ld['digest'])})",
-                                    (lambda ld=ld: self.blob(ld)), diff))
+            lwhat = f"layer {i + 1} ({_short(ld['digest'])})"
+            img.layers.append(Layer(lwhat, (lambda ld=ld, lwhat=lwhat: self.blob(ld, lwhat)), diff))
         return img
 
 
