@@ -121,7 +121,6 @@ def read_layer(stream, what="layer"):
         tf = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError as exc:
         raise BadImageError(f"{what}: not a tar stream ({exc})") from None
-    count = 0
     try:
         while True:
             m = tf.next()
@@ -131,7 +130,6 @@ def read_layer(stream, what="layer"):
             e = entry_of(m)
             if e is None:
                 continue
-            count += 1
             yield e
             if e.kind == FILE and e.size:
                 yield from _data(tf, m, e)
@@ -139,7 +137,7 @@ def read_layer(stream, what="layer"):
         raise BadImageError(f"{what}: {_tar_message(exc)}") from None
     except EOFError:
         raise BadImageError(f"{what}: truncated stream") from None
-    if count == 0 and tf.offset == 0:
+    if stream.pos == 0:
         raise BadImageError(f"{what}: empty stream, not a tar layer")
     tail = stream.bytes_at(tf.offset, tarfile.BLOCKSIZE)
     if tail and tail != bytes(tarfile.BLOCKSIZE):

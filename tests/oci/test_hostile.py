@@ -198,3 +198,12 @@ def test_docker_semantics_accepted(device, tmp_path):
     assert rows["/etc/passwd"]["content"] == h.sha256(b"second\n").hexdigest()
     assert rows["/a/b"]["mode"] & 0o777 == 0o755
     fsck_clean(device)
+
+
+def test_empty_layer_accepted(device, tmp_path):
+    """A layer with no members (docker writes them for ENV/CMD steps) is a layer: two zero
+    blocks, not an empty stream."""
+    (tmp_path / "empty.tar").write_bytes(tar_bytes([]))
+    assert_ok(ctrfs("import", device, tmp_path / "empty.tar", "--name", "empty:1"))
+    assert set(describe_image(device, "empty:1")[0]) == {"/"}
+    fsck_clean(device)
