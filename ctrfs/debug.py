@@ -25,7 +25,8 @@ BLOCK_NAMES = {C.BLOCK_DATA: "data", C.BLOCK_NODE: "node", C.BLOCK_SYSNODE: "sys
 SNAP_NAMES = {C.SNAP_IMAGE: "image", C.SNAP_WRITABLE: "writable"}
 SEG_NAMES = {C.SEG_FREE: "free", C.SEG_OPEN: "open", C.SEG_FULL: "full"}
 ITEM_NAMES = {C.ITEM_SUPER: "super", C.ITEM_INODE: "inode", C.ITEM_XATTR: "xattr",
-              C.ITEM_DIRENT: "dirent", C.ITEM_BLOCK: "block"}
+              C.ITEM_DIRENT: "dirent", C.ITEM_BLOCK: "block",
+              C.ITEM_IMAGE: "image"}
 SYSTEM_TREES = {"snap": C.TREE_SNAP, "ca": C.TREE_CA, "usage": C.TREE_USAGE, "remap": C.TREE_REMAP}
 
 
@@ -199,6 +200,10 @@ def _fs_item(key, val):
     if item == C.ITEM_XATTR:
         shown = val[:32]
         return f"{head} {sub!r} = {shown!r}{'...' if len(val) > 32 else ''} ({len(val)} bytes)"
+    if item == C.ITEM_IMAGE:
+        if sub[:1] == bytes((C.IMAGE_LAYER,)):
+            return f"{head} layer diff_id sha256:{val[:32].hex()} chain_id sha256:{val[32:].hex()}"
+        return f"{head} config piece {int.from_bytes(sub[1:], 'big')} ({len(val)} bytes)"
     paddr, h = unpack_pointer(val)
     return f"{head} index {int.from_bytes(sub, 'big')} -> paddr {paddr} hash {h.hex()}"
 

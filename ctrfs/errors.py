@@ -5,6 +5,7 @@ import errno as _errno
 # Exit codes of the tools (fsck(8) numbering where it applies; see README).
 EXIT_OK = 0
 EXIT_ERROR = 1          # mkfs/mount/ctrfs: operation failed
+EXIT_BAD_IMAGE = 2      # ctrfs import: the source is malformed, hostile or fails its digests
 EXIT_CORRUPT = 4        # device damaged / errors left uncorrected
 EXIT_OPERATIONAL = 8
 EXIT_USAGE = 16
@@ -54,3 +55,10 @@ class FsError(CtrfsError):
 
     def __init__(self, err, msg=""):
         super().__init__(msg or _errno.errorcode.get(err, str(err)), errno=err)
+
+
+class BadImageError(CtrfsError):
+    """An image source (OCI layout, docker-archive, tar layer) that is malformed, hostile
+    (climbs out of the root, lies about sizes) or does not match its digests."""
+    exit_code = EXIT_BAD_IMAGE
+    errno = _errno.EINVAL

@@ -27,9 +27,10 @@ CHECKPOINT_BACKUPS = 3                # older root sets kept in each checkpoint
 # ro_compat bit refuses a read-write mount, an unknown compat bit is ignored.
 COMPAT_NONE = 0
 RO_COMPAT_NONE = 0
+RO_COMPAT_IMAGE_META = 1 << 0         # FS trees may hold ITEM_IMAGE items (OCI config, layer ids) under ino 0
 INCOMPAT_INLINE_DATA = 1 << 0         # small files and symlinks live inside the inode item
 ALL_COMPAT = 0
-ALL_RO_COMPAT = 0
+ALL_RO_COMPAT = RO_COMPAT_IMAGE_META
 ALL_INCOMPAT = INCOMPAT_INLINE_DATA
 
 # Tree kinds (node header `tree` field and segment summary `owner`).
@@ -64,7 +65,13 @@ ITEM_INODE = 1
 ITEM_XATTR = 2
 ITEM_DIRENT = 3
 ITEM_BLOCK = 4
-ITEM_TYPES = (ITEM_SUPER, ITEM_INODE, ITEM_XATTR, ITEM_DIRENT, ITEM_BLOCK)
+ITEM_IMAGE = 5       # key (0, ITEM_IMAGE, subkey): OCI image metadata of the tree (format/image.py)
+ITEM_TYPES = (ITEM_SUPER, ITEM_INODE, ITEM_XATTR, ITEM_DIRENT, ITEM_BLOCK, ITEM_IMAGE)
+
+# ITEM_IMAGE subkeys (the byte after the item type).
+IMAGE_CONFIG = 0x43                   # 'C' + piece number (u32 BE): the OCI config JSON, in pieces
+IMAGE_LAYER = 0x4C                    # 'L': ImageLayer of the layer applied last
+IMAGE_CONFIG_PIECE = 2048             # config bytes per item (fits a leaf of the smallest block size)
 
 # Inode flags.
 INODE_INLINE = 1 << 0                 # file data / symlink target stored in the inode item

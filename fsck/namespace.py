@@ -12,6 +12,7 @@ from ..errors import CorruptError
 from ..format import constants as C
 from ..format.items import (BLOCK_ENTRY_SIZE, SUPER_SIZE, dirent_key, fs_key, name_hash,
                             pack_dirent, pack_inode, split_fs_key, unpack_dirent, unpack_inode)
+from ..format.image import check_image_item
 
 DOTDOT = b".."
 LOST_FOUND = b"lost+found"
@@ -24,7 +25,7 @@ SAFE_KINDS = frozenset({"superblock", "checkpoint", "refcount", "usage", "summar
 ALL_KINDS = SAFE_KINDS | {"namespace", "salvage"}
 
 # Fact tags produced by parse_leaf.
-F_INODE, F_DIRENT, F_DOTDOT, F_ITEM, F_ORPHAN, F_SUPER, F_BAD, F_BLOCKS = range(8)
+F_INODE, F_DIRENT, F_DOTDOT, F_ITEM, F_ORPHAN, F_SUPER, F_BAD, F_BLOCKS, F_IMAGE = range(9)
 S_IFMT, S_IFDIR = 0o170000, stat.S_IFDIR
 _BLOCK, _DIRENT = C.ITEM_BLOCK, C.ITEM_DIRENT
 
@@ -57,6 +58,9 @@ _ZERO_INO = bytes(8)
 def _fact(key, val):
     ino, item, sub = split_fs_key(key)
     if ino == 0:
+        if item == C.ITEM_IMAGE:
+            check_image_item(sub, val)
+            return (F_IMAGE,)           # image metadata: checked here, no namespace part
         if item != C.ITEM_SUPER:
             raise CorruptError(f"item type {item} under inode 0")
         if not sub:
@@ -68,6 +72,8 @@ def _fact(key, val):
         return (F_ORPHAN, int.from_bytes(sub, "big"))
     if item == C.ITEM_SUPER:
         raise CorruptError(f"counters item under inode {ino}")
+    if item == C.ITEM_IMAGE:
+        raise CorruptError(f"image metadata item under inode {ino}")
     if item == C.ITEM_INODE:
         if sub:
             raise CorruptError(f"inode {ino}: key has {len(sub)} extra bytes")
@@ -128,6 +134,8 @@ class Namespace:
                 self.orphans.add(f[1])
             elif tag == F_SUPER:
                 self.next_ino = f[1]
+            elif tag == F_IMAGE:
+                pass
             else:
                 self.bad.append((f[1], f[2]))
 

@@ -54,14 +54,15 @@ def test_hash_contexts_distinct():
 
 
 def test_feature_masks():
-    incompat = values("INCOMPAT_")
-    assert len(set(incompat.values())) == len(incompat)
-    mask = 0
-    for bit in incompat.values():
-        assert bit and bit & (bit - 1) == 0, "feature flags are single bits"
-        mask |= bit
-    assert C.ALL_INCOMPAT == mask
-    assert C.ALL_COMPAT == 0 and C.ALL_RO_COMPAT == 0
+    for prefix, everything in (("INCOMPAT_", C.ALL_INCOMPAT), ("RO_COMPAT_", C.ALL_RO_COMPAT)):
+        bits = {k: v for k, v in values(prefix).items() if not k.endswith("_NONE")}
+        assert len(set(bits.values())) == len(bits)
+        mask = 0
+        for bit in bits.values():
+            assert bit and bit & (bit - 1) == 0, "feature flags are single bits"
+            mask |= bit
+        assert everything == mask, prefix
+    assert C.ALL_COMPAT == 0
 
 
 def test_geometry_constants_consistent():

@@ -1,0 +1,1 @@
+"""OCI images in and out of ctrfs: layouts and archives (layout), tar layers (tarlayer), applying them (apply, importer)."""

@@ -1,0 +1,49 @@
+"""OCI image metadata kept inside an FS tree (items of type ITEM_IMAGE under inode 0), so
+an image's config travels with its tree and is covered by its root hash.
+
+    (0, ITEM_IMAGE, 'C' + piece u32 BE) -> IMAGE_CONFIG_PIECE bytes of the config JSON
+    (0, ITEM_IMAGE, 'L')                -> ImageLayer (the layer the tree ends with)
+
+No other inode carries these items; the directory tree never names inode 0."""
+from construct import Bytes, Struct
+
+from ..errors import CorruptError
+from . import constants as C
+from .items import fs_key
+
+ImageLayer = Struct(
+    "diff_id" / Bytes(32),           # sha256 of the uncompressed layer tar applied last
+    "chain_id" / Bytes(32),          # OCI ChainID of the layer stack up to and with it
+)
+IMAGE_LAYER_SIZE = 64
+assert ImageLayer.sizeof() == IMAGE_LAYER_SIZE
+
+LAYER_KEY = fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_LAYER,)))
+
+
+def config_key(piece: int) -> bytes:
+    return fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_CONFIG,)) + piece.to_bytes(4, "big"))
+
+
+CONFIG_LO, CONFIG_HI = config_key(0), fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_CONFIG + 1,)))
+
+
+def pack_layer(diff_id: bytes, chain_id: bytes) -> bytes:
+    return bytes(diff_id) + bytes(chain_id)
+
+
+def unpack_layer(raw) -> tuple:
+    if len(raw) != IMAGE_LAYER_SIZE:
+        raise CorruptError(f"image layer item: {len(raw)} bytes, want {IMAGE_LAYER_SIZE}")
+    return bytes(raw[:32]), bytes(raw[32:])
+
+
+def check_image_item(sub: bytes, val) -> None:
+    """Raise CorruptError unless (0, ITEM_IMAGE, sub) -> val is well formed."""
+    if sub == bytes((C.IMAGE_LAYER,)):
+        unpack_layer(val)
+    elif len(sub) == 5 and sub[0] == C.IMAGE_CONFIG:
+        if not 0 < len(val) <= C.IMAGE_CONFIG_PIECE:
+            raise CorruptError(f"image config piece {int.from_bytes(sub[1:], 'big')}: {len(val)} bytes")
+    else:
+        raise CorruptError(f"image item with unknown subkey {bytes(sub).hex()}")
