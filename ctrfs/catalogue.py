@@ -218,6 +218,21 @@ def tag(engine, src, dst):
     return dst_key
 
 
+def unneeded_layers(engine):
+    """Layer snapshots that no image or tree stands on (through its chain of parents):
+    what `ctrfs gc` frees.  A layer is kept while anything above it is."""
+    snaps = dict(engine.snapshots())
+    needed = set()
+    for key in snaps:
+        if is_hidden(key):
+            continue
+        parent = snaps[key]["parent_name"]
+        while parent and parent in snaps and parent not in needed:
+            needed.add(parent)
+            parent = snaps[parent]["parent_name"]
+    return sorted(k for k in snaps if is_hidden(k) and k not in needed)
+
+
 def after_removal(key):
     """What the next mount does once own tree `key` is gone (one line for `ctrfs rm`)."""
     if key == DEFAULT_TREE:

@@ -1,5 +1,6 @@
 """ctrfs images DEVICE: the images and writable trees, with tags, root hashes, sizes,
-creation times and parents (a table, or --json)."""
+creation times and parents (a table, or --json); the layers below images with --all, as
+`docker images -a`."""
 import json
 import sys
 
@@ -13,6 +14,7 @@ def add_parser(sub):
     s.add_argument("--json", action="store_true", help="JSON output")
     s.add_argument("--long", action="store_true", help="full root hashes")
     s.add_argument("--bytes", action="store_true", help="sizes in bytes")
+    s.add_argument("-a", "--all", action="store_true", help="also the layers below images (@layer/...)")
     s.set_defaults(func=run)
 
 
@@ -20,7 +22,8 @@ def run(args):
     engine, locked = open_engine_readonly(args.device)
     try:
         note_unlocked(locked)
-        rows = catalogue.rows(engine)
+        rows = [r for r in catalogue.rows(engine)
+                if args.all or not catalogue.is_hidden(r["name"].encode("utf-8", "surrogateescape"))]
     finally:
         engine.close()
     if args.json:
