@@ -362,6 +362,9 @@ def build_parser():
     d.add_argument("name", metavar="NAME", nargs="?")
     d.add_argument("--system", choices=("snap", "ca", "usage", "remap"), help="a system tree instead")
     s.set_defaults(func=cmd_debug)
+
+    from .oci import cli_export
+    cli_export.add_parser(sub)
     return p
 
 
