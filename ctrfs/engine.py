@@ -126,8 +126,9 @@ class Engine:
         self.snaps.put(name, pack_snap(kind, time.time_ns(), root, parent_root or bytes(32),
                                        logical_bytes, inodes, parent_name))
 
-    def clone(self, src, dst, kind=C.SNAP_WRITABLE):
-        """dst shares every block of src (src must be committed: it is read from the table)."""
+    def clone(self, src, dst, kind=C.SNAP_WRITABLE, totals=None):
+        """dst shares every block of src (src must be committed: it is read from the table).
+        An image records totals=(logical bytes, inodes): an image source's, else counted."""
         e = self.snapshot(src)
         if e is None:
             raise UsageError(f"no image or tree named {src.decode(errors='replace')!r}")
@@ -135,8 +136,8 @@ class Engine:
             raise UsageError("commit the tree before cloning it")
         figures = (0, 0)      # an image records its figures; a writable tree none
         if kind == C.SNAP_IMAGE:
-            figures = ((e["logical_bytes"], e["inodes"]) if e["kind"] == C.SNAP_IMAGE
-                       else tree_totals(Tree(self.store, C.TREE_FS, e["root"])))
+            figures = totals or ((e["logical_bytes"], e["inodes"]) if e["kind"] == C.SNAP_IMAGE
+                                 else tree_totals(Tree(self.store, C.TREE_FS, e["root"])))
         self.create_tree(dst, e["root"], kind, parent_name=src, parent_root=e["root"][1],
                          logical_bytes=figures[0], inodes=figures[1])
 
@@ -150,10 +151,10 @@ class Engine:
         self.open_trees.pop(name, None)
 
     # ---- commit ------------------------------------------------------------------------------
-    def commit(self, snapshot=None, totals=(0, 0)):
+    def commit(self, snapshot=None, totals=None):
         """Make everything durable in one checkpoint.  snapshot=(tree, image) also records
         the committed state of writable tree `tree` as immutable image `image`, with
-        totals=(logical bytes, inodes) for the listing."""
+        totals=(logical bytes, inodes) for the listing (counted here when not given)."""
         if self.readonly:
             raise UsageError("device is open read-only")
         if self.failed is not None:
@@ -192,6 +193,7 @@ class Engine:
             # The image is a layer over the tree's previous parent; the tree goes on over it.
             src, dst = snapshot
             e = self.snapshot(src)
+            totals = totals or tree_totals(Tree(self.store, C.TREE_FS, e["root"]))
             self.create_tree(dst, e["root"], C.SNAP_IMAGE, parent_name=e["parent_name"],
                              parent_root=e["parent_root"], logical_bytes=totals[0], inodes=totals[1])
             self._set_root(src, e["root"], parent=dst)
