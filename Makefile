@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config python3-dev python3-venv gcc busybox-static \
-	umoci skopeo docker-registry squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr
+	umoci skopeo docker-registry squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr acl rsync
 SBIN_TOOLS := mount.ctrfs fsck.ctrfs mkfs.ctrfs
 
 .PHONY: deps apt-deps test demo install bench
