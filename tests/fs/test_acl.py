@@ -1,8 +1,10 @@
 """POSIX ACLs: ctrfs.acl's rules as properties, and the FileSystem keeping ACLs as ext4
 does (the same behaviour through a real mount, against ext4, is tests/fuse/test_fuse_acl.py)."""
 import errno
+import os
 import stat
 import struct
+import subprocess
 
 import pytest
 from hypothesis import given
@@ -12,6 +14,7 @@ from ctrfs import acl
 from ctrfs.errors import FsError
 from ctrfs.format import constants as C
 from ctrfs.format.acl import AclEntry, AclHeader
+from ctrfs.importdir import import_directory
 
 ROOT = C.ROOT_INO
 U = C.ACL_UNDEFINED_ID
@@ -224,3 +227,23 @@ def test_default_acl_inherited(fs):
     assert fs.getxattr(d, acl.DEFAULT) == acl.encode(acl.from_mode(0o751))
     g = fs.mknod(d, b"g", stat.S_IFREG | 0o666).ino
     assert fs.getattr(g).mode & 0o777 == 0o640 and fs.listxattr(g) == []
+
+
+def test_import_directory_keeps_the_sources_acls(fs, tmp_path):
+    """importdir copies ACLs as xattrs; what a default ACL where the copy lands adds to an
+    entry that has no ACL in the source is taken away again."""
+    src = tmp_path / "src"
+    (src / "shared").mkdir(parents=True)
+    subprocess.run(["setfacl", "-m", "d:u:1000:rwx,u:1000:rx", str(src / "shared")], check=True)
+    (src / "shared" / "inherits").write_text("a")
+    (src / "plain").write_text("b")
+    os.chmod(src / "plain", 0o640)
+    fs.setxattr(ROOT, acl.DEFAULT, ext((C.ACL_USER, 7, 7), user=7, group=7, mask=7, other=7))
+    import_directory(fs, str(src))
+    for path, ino in ((src, ROOT), (src / "plain", fs.lookup(ROOT, b"plain")),
+                      (src / "shared", fs.lookup(ROOT, b"shared")),
+                      (src / "shared" / "inherits", fs.lookup(fs.lookup(ROOT, b"shared"), b"inherits"))):
+        want = {n.encode(): os.getxattr(path, n) for n in os.listxattr(path)}
+        assert {n: fs.getxattr(ino, n) for n in fs.listxattr(ino)} == want, path
+        assert fs.getattr(ino).mode == os.lstat(path).st_mode, path
+    assert acl.ACCESS in fs.listxattr(fs.lookup(fs.lookup(ROOT, b"shared"), b"inherits"))
