@@ -4,6 +4,7 @@ import errno
 import stat
 import time
 
+from . import acl
 from .errors import FsError, NoSpaceError
 from .files import FileData
 from .format import constants as C
@@ -18,7 +19,7 @@ RENAME_WHITEOUT = 4     # leave a whiteout (char device 0:0) behind: overlayfs o
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.")
-XATTR_SYSTEM = (b"system.posix_acl_access", b"system.posix_acl_default")
+XATTR_SYSTEM = acl.NAMES
 DOTDOT = b".."
 WRITE_PIECE = 1 << 20       # a write is admitted to the dirty cache this much at a time
 
@@ -154,6 +155,7 @@ class FileSystem:
             ind.touch(m=True)
         if mode is not None:
             ind.mode = stat.S_IFMT(ind.mode) | stat.S_IMODE(mode)
+            self._chmod_acl(ind)
         if uid is not None:
             ind.uid = uid
         if gid is not None:
@@ -173,8 +175,13 @@ class FileSystem:
         pdir = self._live_dir(parent)
         if self._entry(parent, name) is not None:
             raise FsError(errno.EEXIST)
+        inherited = self._inherit_acl(parent, mode)
+        mode = inherited[0]
         now = time.time_ns()
         ind = Inode(self.inodes.allocate(), mode, uid, gid, 1, rdev, 0, now, now, now)
+        for xname, entries in zip(acl.NAMES, inherited[1:]):
+            if entries is not None:
+                self.tree.put(fs_key(ind.ino, C.ITEM_XATTR, xname), acl.encode(entries))
         if stat.S_ISDIR(mode):
             ind.nlink = 2
             pdir.nlink += 1
@@ -444,7 +451,7 @@ class FileSystem:
             raise FsError(errno.ENODATA)
         return bytes(val)
 
-    def setxattr(self, ino, name, value, flags=0):
+    def setxattr(self, ino, name, value, flags=0, *, kill_sgid=False):
         self._w()
         key = self._xattr_key(ino, name)
         if len(value) > 65536:
@@ -456,8 +463,11 @@ class FileSystem:
             raise FsError(errno.EEXIST)
         if flags & XATTR_REPLACE and not exists:
             raise FsError(errno.ENODATA)
-        self.tree.put(key, bytes(value))
         ind = self.inodes.get(ino)
+        if name in acl.NAMES:
+            self._set_acl(ind, key, name, value, kill_sgid)
+        else:
+            self.tree.put(key, bytes(value))
         ind.touch()
         self.inodes.put(ind)
 
@@ -466,12 +476,53 @@ class FileSystem:
         return [k[9:] for k, _v in self.tree.scan(fs_key(ino, C.ITEM_XATTR), fs_key(ino, C.ITEM_XATTR + 1))]
 
     def removexattr(self, ino, name):
+        """Removing an ACL that is not there succeeds, as on ext4 (the mode stays as it is)."""
         self._w()
-        if not self.tree.delete(self._xattr_key(ino, name)):
+        if not self.tree.delete(self._xattr_key(ino, name)) and name not in acl.NAMES:
             raise FsError(errno.ENODATA)
         ind = self.inodes.get(ino)
         ind.touch()
         self.inodes.put(ind)
+
+    # ---- POSIX ACLs (the rules are ctrfs.acl's) ------------------------------------------------
+    def _acl(self, ino, name):
+        raw = self.tree.get(fs_key(ino, C.ITEM_XATTR, name))
+        return acl.parse(raw) if raw is not None else None
+
+    def _set_acl(self, ind, key, name, value, kill_sgid):
+        """An ACL xattr is interpreted, as ext4 does: the access ACL sets the mode's
+        permission bits and is kept only when it says more than the mode; a default ACL
+        only on a directory (EACCES, as the kernel says, elsewhere).  An empty value or
+        one without entries removes the ACL, as the kernel has it."""
+        if stat.S_ISLNK(ind.mode):
+            raise FsError(errno.EOPNOTSUPP)
+        entries = acl.parse(value)
+        if not entries:
+            self.tree.delete(key)
+            return
+        if name == acl.DEFAULT and not ind.is_dir:
+            raise FsError(errno.EACCES)
+        if name == acl.ACCESS:
+            ind.mode = acl.mode_of(entries, ind.mode)
+            if kill_sgid:                 # a caller outside the file's group (posix_acl_update_mode)
+                ind.mode &= ~stat.S_ISGID
+            if acl.is_minimal(entries):
+                self.tree.delete(key)
+                return
+        self.tree.put(key, acl.encode(entries))
+
+    def _chmod_acl(self, ind):
+        """chmod rewrites a stored access ACL: its mask (group:: without one) is the group triple."""
+        entries = None if stat.S_ISLNK(ind.mode) else self._acl(ind.ino, acl.ACCESS)
+        if entries is not None:
+            self.tree.put(fs_key(ind.ino, C.ITEM_XATTR, acl.ACCESS), acl.encode(acl.chmod(entries, ind.mode)))
+
+    def _inherit_acl(self, parent, mode):
+        """(mode, access ACL, default ACL) of a new inode in parent (see acl.inherit)."""
+        default = None if stat.S_ISLNK(mode) else self._acl(parent, acl.DEFAULT)
+        if default is None:
+            return mode, None, None
+        return acl.inherit(default, mode)
 
     # ---- commit -----------------------------------------------------------------------------------------------
     def flush(self):

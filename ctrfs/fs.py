@@ -35,6 +35,7 @@ import trio
 from pyfuse3 import FUSEError
 
 from . import catalogue
+from .acl import ACCESS as ACL_ACCESS
 from .errors import CtrfsError, FsError, NoSpaceError, UsageError
 from .format import constants as C
 
@@ -72,6 +73,7 @@ def handler(fn):
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
+    enable_acl = True               # FUSE_POSIX_ACL: the kernel checks and caches ACLs
 
     def __init__(self, fs, *, fsync="ignore", commit_interval=5.0):
         super().__init__()
@@ -114,6 +116,13 @@ class Operations(pyfuse3.Operations):
         if n == 0:
             self.fs.open(ino)
         self.lookups[ino] = n + 1
+
+    def _in_group(self, ino, ctx):
+        """Whether the caller may keep set-group-ID when it sets an access ACL: in the file's
+        group, or root (for CAP_FSETID).  Without FUSE_SETXATTR_EXT (pyfuse3 cannot ask for
+        it) the kernel does not tell us, so we look."""
+        gid = self.fs.getattr(ino).gid
+        return ctx.uid == 0 or ctx.gid == gid or gid in pyfuse3.get_sup_groups(ctx.pid)
 
     def _owner(self, parent, ctx, mode):
         """uid, gid and mode of a new inode: a set-group-ID directory passes on its group
@@ -415,7 +424,8 @@ class Operations(pyfuse3.Operations):
         if inode == C.ROOT_INO and name == COMMIT_XATTR:
             self._commit_image(bytes(value))
         else:
-            self.fs.setxattr(inode, name, value)
+            kill_sgid = name == ACL_ACCESS and not self._in_group(inode, ctx)
+            self.fs.setxattr(inode, name, value, kill_sgid=kill_sgid)
 
     def _commit_image(self, name):
         """`ctrfs commit MNT NAME[:TAG]`: the live tree becomes image NAME[:TAG]; the mount

@@ -3,6 +3,7 @@ device nodes, FIFOs, sockets, modes, owners, nanosecond times and xattrs."""
 import os
 import stat
 
+from . import acl
 from .errors import FsError, UsageError
 from .format import constants as C
 
@@ -73,5 +74,7 @@ def _copy_meta(fs, ino, path, st):
             fs.setxattr(ino, os.fsencode(xname), os.getxattr(path, xname, follow_symlinks=False))
         except (OSError, FsError):
             pass   # an attribute ctrfs cannot hold (namespace or size): the copy goes on
+    for xname in set(fs.listxattr(ino)) & set(acl.NAMES) - {os.fsencode(n) for n in names}:
+        fs.removexattr(ino, xname)    # inherited from a default ACL here, not in the source
     fs.setattr(ino, mode=None if stat.S_ISLNK(st.st_mode) else stat.S_IMODE(st.st_mode),
                atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)

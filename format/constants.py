@@ -73,6 +73,19 @@ IMAGE_CONFIG = 0x43                   # 'C' + piece number (u32 BE): the OCI con
 IMAGE_LAYER = 0x4C                    # 'L': ImageLayer of the layer applied last
 IMAGE_CONFIG_PIECE = 2048             # config bytes per item (fits a leaf of the smallest block size)
 
+# POSIX ACLs: the values of the xattrs system.posix_acl_access / system.posix_acl_default,
+# Linux's posix_acl_xattr layout (what getxattr(2) returns), so they pass through unchanged.
+ACL_EA_VERSION = 2                    # AclHeader.version
+ACL_USER_OBJ = 0x01                   # tag: the owner
+ACL_USER = 0x02                       # tag: a named user (id = uid)
+ACL_GROUP_OBJ = 0x04                  # tag: the owning group
+ACL_GROUP = 0x08                      # tag: a named group (id = gid)
+ACL_MASK = 0x10                       # tag: upper bound for named entries and the owning group
+ACL_OTHER = 0x20                      # tag: everyone else
+ACL_TAGS = (ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER)
+ACL_UNDEFINED_ID = 0xFFFFFFFF         # id of the entries that name no user or group
+ACL_PERM_BITS = 0o7                   # read 4, write 2, execute 1
+
 # Inode flags.
 INODE_INLINE = 1 << 0                 # file data / symlink target stored in the inode item
 

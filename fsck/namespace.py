@@ -8,7 +8,8 @@ for the repair kinds allowed, the tree edits that fix them.  Nothing here does I
 import stat
 import time
 
-from ..errors import CorruptError
+from .. import acl
+from ..errors import CorruptError, FsError
 from ..format import constants as C
 from ..format.items import (BLOCK_ENTRY_SIZE, SUPER_SIZE, dirent_key, fs_key, name_hash,
                             pack_dirent, pack_inode, split_fs_key, unpack_dirent, unpack_inode)
@@ -100,6 +101,13 @@ def _fact(key, val):
         raise CorruptError(f"inode {ino}: malformed block map item")
     if not sub:
         raise CorruptError(f"inode {ino}: extended attribute without a name")
+    if sub in acl.NAMES:            # ctrfs stores only valid, non-empty ACLs
+        try:
+            entries = acl.parse(val)
+        except FsError as exc:
+            raise CorruptError(f"inode {ino}: {sub.decode()}: {exc}") from None
+        if not entries:
+            raise CorruptError(f"inode {ino}: {sub.decode()} without entries")
     return (F_ITEM, ino, item, 0)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from construct import Array, Bytes, Const, FormatField, Padded, Renamed, Struct
 
 SPEC = Path(__file__).resolve().parent / "FORMAT.md"
-MODULES = ("superblock", "checkpoint", "pointer", "segment", "calog", "node", "items", "image")
+MODULES = ("superblock", "checkpoint", "pointer", "segment", "calog", "node", "items", "image", "acl")
 CONSTANT_TABLE = "constants"
 _FIELD = re.compile(r'"(\w+)"\s*/')
 _COMMENT = re.compile(r"#\s?(.*)$")

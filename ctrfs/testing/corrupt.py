@@ -386,4 +386,13 @@ def drop_inode(img, ino, name=C.DEFAULT_TREE_NAME):
     return f"inode {ino} item removed"
 
 
+def bad_acl(img, ino=4, name=C.DEFAULT_TREE_NAME):
+    """An access ACL xattr that is not a valid ACL (named user without a mask)."""
+    from ..acl import ACCESS
+    value = bytes.fromhex("02000000" "01000600ffffffff" "02000600e8030000" "04000400ffffffff" "20000400ffffffff")
+    with _Edit(img) as engine:
+        _tree(engine, name).put(fs_key(ino, C.ITEM_XATTR, ACCESS), value)
+    return f"inode {ino}: invalid access ACL"
+
+
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("random", "stat")]

@@ -6,6 +6,7 @@ import stat
 
 import pytest
 
+from ctrfs import acl
 from ctrfs.errors import FsError
 from ctrfs.filesystem import FileSystem, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE
 from ctrfs.format import constants as C
@@ -260,11 +261,16 @@ def test_xattr_errors_and_limits(mounted, tree):
     assert err(fs.setxattr, f, b"user.big", b"v" * (room + 1)) == "ENOSPC"
     fs.removexattr(f, b"user.big")
     longest = b"user." + b"n" * 250                                          # 255 bytes
-    names = [b"security.capability", b"trusted.overlay.opaque", b"user.a", longest,
-             b"system.posix_acl_access", b"system.posix_acl_default"]
+    names = [b"security.capability", b"trusted.overlay.opaque", b"user.a", longest]
     values = {n: bytes([i]) * (i * 100) for i, n in enumerate(names)}
     for n in names:
         fs.setxattr(f, n, values[n])
+    # ACLs are interpreted (tests/fs/test_acl.py): an extended one is kept, as encoded
+    extended = acl.encode(((C.ACL_USER_OBJ, 0, 6), (C.ACL_USER, 7, 4), (C.ACL_GROUP_OBJ, 0, 4),
+                           (C.ACL_MASK, 0, 4), (C.ACL_OTHER, 0, 0)))
+    fs.setxattr(f, acl.ACCESS, extended)
+    names.append(acl.ACCESS)
+    values[acl.ACCESS] = extended
     fs.setxattr(tree["d"], b"user.dir", b"")                                # empty value, on a dir
     fs.setxattr(tree["l"], b"trusted.sym", b"s")                            # and on a symlink
     fs.commit()

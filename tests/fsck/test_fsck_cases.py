@@ -70,6 +70,7 @@ CASES = [
     case("unreachable-dir", lambda img: K.drop_dirent(img, C.ROOT_INO, b"dir"), "check_orphans"),
     case("unreachable-file", lambda img: K.drop_dirent(img, C.ROOT_INO, b"sym"), "check_orphans"),
     case("missing-inode", lambda img: K.drop_inode(img, 4), "check_orphans"),
+    case("bad-acl", K.bad_acl, "check_inodes"),
 ]
 
 
