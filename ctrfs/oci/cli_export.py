@@ -53,14 +53,14 @@ def run(args):
     try:
         note_unlocked(locked)
         name = catalogue.resolve(engine, args.name)
-        chain = image_chain(engine, name)          # "no such image" before DEST is touched
+        image_chain(engine, name)                  # "no such image" before DEST is touched
         if fmt == "oci":
             tag = args.tag or catalogue.split_key(name)[1] or "latest"
             with new_directory(args.dest) as tmp:
                 os.chmod(tmp, 0o755)
-                manifest = export_oci(engine, name, tmp, tag, compress=args.compress != "none",
+                manifest, nlayers = export_oci(engine, name, tmp, tag, compress=args.compress != "none",
                                       arch=args.arch)
-            said = f"{len(chain)} layers, manifest {manifest['digest']}, tag {tag}"
+            said = f"{nlayers} layer{'s' * (nlayers != 1)}, manifest {manifest['digest']}, tag {tag}"
         elif fmt == "dir":
             with new_directory(args.dest) as tmp:
                 n = export_dir(engine, name, tmp)

@@ -19,6 +19,7 @@ from ..errors import CtrfsError, UsageError
 from ..filesystem import FileSystem
 from ..format import constants as C
 from ..treediff import ENTRY, LINK, OPAQUE, WHITEOUT, tree_changes
+from . import imagemeta
 from .tarwriter import (BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE,
                         TarWriter)
 
@@ -218,38 +219,64 @@ def rfc3339(ns):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + (".%09dZ" % frac if frac else "Z")
 
 
-def image_config(engine, chain, diff_ids, arch):
-    """A minimal valid OCI config: platform, rootfs.diff_ids, a history entry per layer.
-    (When images carry the config they were imported with, its runtime part goes here.)"""
+def image_config(engine, chain, diff_ids, arch, empty=()):
+    """The image's OCI config: the one it was imported with (its runtime part: env, cmd,
+    entrypoint, user, working dir, labels, and its history when it still matches the
+    layers), else a minimal valid one; rootfs.diff_ids are always the layers written."""
     history = []
     for name in chain:
         e = engine.snapshot(name)
-        history.append({"created": rfc3339(e["created_ns"]),
-                        "created_by": "ctrfs commit " + name.decode("utf-8", "backslashreplace")})
-    return {"architecture": arch, "os": "linux", "config": {},
-            "created": history[-1]["created"] if history else rfc3339(0),
-            "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}
+        h = {"created": rfc3339(e["created_ns"]),
+             "created_by": "ctrfs commit " + name.decode("utf-8", "backslashreplace")}
+        if name in empty:
+            h["empty_layer"] = True
+        history.append(h)
+    config = {"architecture": arch, "os": "linux", "config": {},
+              "created": history[-1]["created"] if history else rfc3339(0), "history": history}
+    stored = imagemeta.read_config(FileSystem(engine, chain[-1], writable=False).tree)
+    if stored is not None:
+        try:
+            old = json.loads(stored)
+        except ValueError:
+            old = None
+        if isinstance(old, dict):
+            kept = {k: v for k, v in old.items() if k not in ("rootfs", "history")}
+            old_history = old.get("history")
+            if isinstance(old_history, list) and \
+                    sum(1 for h in old_history if not h.get("empty_layer")) == len(diff_ids):
+                kept["history"] = old_history
+            config = {**config, **kept}
+    config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    return config
 
 
 def export_oci(engine, name, root, tag, *, compress=True, arch=None, progress=None):
-    """Write image `name` as an OCI image layout into the empty directory `root`."""
+    """Write image `name` as an OCI image layout into the empty directory `root`.  A
+    snapshot that changes nothing but image metadata (the config an import keeps on the
+    image over its top layer) is no layer: an empty_layer history entry."""
     chain = image_chain(engine, name)
     layout = Layout(root)
-    layers, diff_ids = [], []
+    layers, diff_ids, empty = [], [], set()
     parent = None
     for snap in chain:
+        changes = list(tree_changes(engine, parent, snap))
+        if parent is not None and not changes:
+            empty.add(snap)
+            parent = snap
+            continue
         fs = FileSystem(engine, snap, writable=False)
-        desc, diff_id = layout.add_layer(fs, tree_changes(engine, parent, snap), compress)
+        desc, diff_id = layout.add_layer(fs, changes, compress)
         layers.append(desc)
         diff_ids.append(diff_id)
         if progress:
             progress(snap, desc)
         parent = snap
-    config = layout.add_bytes(MT_CONFIG, canonical_json(image_config(engine, chain, diff_ids, arch or host_arch())))
+    config = layout.add_bytes(MT_CONFIG, canonical_json(
+        image_config(engine, chain, diff_ids, arch or host_arch(), empty)))
     manifest = layout.add_bytes(MT_MANIFEST, canonical_json(
         {"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config, "layers": layers}))
     layout.write_index(manifest, tag)
-    return manifest
+    return manifest, len(layers)
 
 
 def export_tar(engine, name, f, *, compress=False):
