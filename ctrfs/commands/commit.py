@@ -1,6 +1,7 @@
-"""ctrfs commit MOUNTPOINT NAME[:TAG]: the mounted writable tree becomes an image.  The
-request goes to the mount's daemon as a trusted.* xattr on the mount root (the daemon owns
-the device); the errno it answers becomes the message."""
+"""ctrfs commit MOUNTPOINT|DEVICE NAME[:TAG] [--tree TREE]: a writable tree becomes an
+image.  For a mount, the request goes to the mount's daemon as a trusted.* xattr on the
+mount root (the daemon owns the device), and the errno it answers becomes the message; for
+an unmounted device, the tree (default @default) is committed in process."""
 import errno
 import os
 
@@ -12,14 +13,43 @@ COMMIT_XATTR = "trusted.ctrfs.commit"
 
 
 def add_parser(sub):
-    s = sub.add_parser("commit", help="turn a mount's writable tree into an image NAME[:TAG]")
-    s.add_argument("mountpoint", metavar="MOUNTPOINT")
+    s = sub.add_parser("commit", help="turn a writable tree (a mount's, or one of an unmounted "
+                       "device) into an image NAME[:TAG]")
+    s.add_argument("mountpoint", metavar="MOUNTPOINT|DEVICE")
     s.add_argument("name", metavar="NAME[:TAG]")
+    s.add_argument("--tree", metavar="TREE", help="with a DEVICE: the writable tree (default @default)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=run)
 
 
 def run(args):
+    if not os.path.isdir(args.mountpoint) and os.path.exists(args.mountpoint):
+        return commit_offline(args)
+    if args.tree:
+        raise UsageError("--tree goes with a DEVICE; a mount commits the tree it serves")
+    return commit_mounted(args)
+
+
+def commit_offline(args):
+    from ..format import constants as C
+    from ..tool import open_engine_rw
+
+    args.device = args.mountpoint                 # messages name the device
+    engine = open_engine_rw(args.device)
+    try:
+        tree = catalogue.resolve(engine, args.tree or catalogue.DEFAULT_TREE)
+        if engine.snapshot(tree)["kind"] != C.SNAP_WRITABLE:
+            raise UsageError(f"{catalogue.shown(tree)} is an image, not a writable tree")
+        key = catalogue.new_key(engine, args.name)
+        engine.commit(snapshot=(tree, key))
+    finally:
+        engine.close()
+    if not args.quiet:
+        print(f"committed {catalogue.shown(key)}")
+    return 0
+
+
+def commit_mounted(args):
     ref = catalogue.parse_reference(os.fsencode(args.name))
     name = ref.key
     mnt = args.mountpoint

@@ -50,3 +50,23 @@ def test_df_not_ctrfs(tmp_path):
     path = tmp_path / "zero.img"
     path.write_bytes(bytes(1 << 20))
     ctrfs_error(ctrfs("df", path), 8, f"{path}: not a ctrfs file system")
+
+
+def test_commit_of_an_unmounted_tree(image):
+    from toolrun import run
+    commit_image(image, b"base:1")                    # @default now goes on over base:1
+    res = assert_ok(ctrfs("commit", image, "snap:1"))
+    assert res.out == "committed snap:1\n"
+    rows = images_json(image)
+    assert rows["snap:1"]["kind"] == "image" and rows["snap:1"]["parent"] == "base:1"
+    assert rows["snap:1"]["root"] == rows["@default"]["root"] and rows["@default"]["parent"] == "snap:1"
+    assert_ok(ctrfs("clone", image, "snap:1", "work"))
+    assert_ok(ctrfs("commit", image, "snap:2", "--tree", "work"))
+    assert images_json(image)["snap:2"]["parent"] == "snap:1"
+    before = file_bytes(image)
+    ctrfs_error(ctrfs("commit", image, "snap:1"), 16, "exists")
+    ctrfs_error(ctrfs("commit", image, "x:1", "--tree", "snap:1"), 16, "not a writable tree")
+    ctrfs_error(ctrfs("commit", image, "Bad!"), 16, "bad image name")
+    ctrfs_error(ctrfs("commit", image, "x:1", "--tree", "nope"), 16, "no image or tree")
+    assert file_bytes(image) == before
+    assert run("fsck.ctrfs", "-n", image).rc == 0
