@@ -47,19 +47,34 @@ def run(args):
     from ..tool import note_unlocked, open_engine_readonly
     from .dirwriter import export_dir
     from .export import export_oci, export_tar, image_chain, new_directory, new_file
+    from .progress import ImportProgress
 
     fmt = pick_format(args)
     engine, locked = open_engine_readonly(args.device)
     try:
         note_unlocked(locked)
         name = catalogue.resolve(engine, args.name)
-        image_chain(engine, name)                  # "no such image" before DEST is touched
+        chain = image_chain(engine, name)          # "no such image" before DEST is touched
         if fmt == "oci":
             tag = args.tag or catalogue.split_key(name)[1] or "latest"
-            with new_directory(args.dest) as tmp:
-                os.chmod(tmp, 0o755)
-                manifest, nlayers = export_oci(engine, name, tmp, tag, compress=args.compress != "none",
-                                      arch=args.arch)
+            progress = ImportProgress(sys.stderr, unit="of layers written") \
+                if not args.quiet and sys.stderr.isatty() else None
+            steps = iter(range(1, len(chain) + 1))
+
+            def on_layer(_snap, desc):
+                progress.layer(next(steps), len(chain), "")
+                progress.bytes(desc["size"])
+
+            if progress:
+                progress.start(catalogue.shown(name))
+            try:
+                with new_directory(args.dest) as tmp:
+                    os.chmod(tmp, 0o755)
+                    manifest, nlayers = export_oci(engine, name, tmp, tag, compress=args.compress != "none",
+                                                   arch=args.arch, progress=on_layer if progress else None)
+            finally:
+                if progress:
+                    progress.close()
             said = f"{nlayers} layer{'s' * (nlayers != 1)}, manifest {manifest['digest']}, tag {tag}"
         elif fmt == "dir":
             with new_directory(args.dest) as tmp:

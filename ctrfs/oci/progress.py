@@ -1,13 +1,14 @@
-"""Progress of an import on a terminal: layers and bytes on one line of stderr, redrawn
-at most ten times a second (a line of our own: no library needed for one counter)."""
+"""Progress of an import or export on a terminal: layers and bytes on one line of stderr,
+redrawn at most ten times a second (a line of our own: no library needed for one counter)."""
 import time
 
 from ..tool import format_size
 
 
 class ImportProgress:
-    def __init__(self, stream, interval=0.1):
+    def __init__(self, stream, interval=0.1, unit="of file data"):
         self.stream = stream
+        self.unit = unit
         self.interval = interval
         self.image = ""
         self.what = ""
@@ -31,7 +32,7 @@ class ImportProgress:
         if not force and now - self.last < self.interval:
             return
         self.last = now
-        self.stream.write(f"\r{self.image}: {self.what}, {format_size(self.done)} of file data\x1b[K")
+        self.stream.write(f"\r{self.image}: {self.what}, {format_size(self.done)} {self.unit}\x1b[K")
         self.stream.flush()
         self.shown = True
 

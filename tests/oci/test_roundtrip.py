@@ -50,3 +50,46 @@ def _unpack(layout_dir, tag, tmp_path):
     bundle = tmp_path / "unpacked"
     sh("umoci", "unpack", "--image", f"{layout_dir}:{tag}", bundle)
     return bundle / "rootfs"
+
+
+def test_progress_on_a_terminal_only(tmp_path):
+    """Import and export draw a progress line when stderr is a terminal, never otherwise."""
+    import os
+    import pty
+    import subprocess
+
+    from toolrun import BIN
+
+    src = Layout(tmp_path / "src")
+    src.new("base")
+    b = src.bundle("base")
+    busybox_tree(b / "rootfs")
+    src.repack("base", b)
+    img = mkfs(tmp_path / "s.img")
+
+    def on_tty(*args):
+        master, slave = pty.openpty()
+        proc = subprocess.run([str(BIN / "ctrfs"), *map(str, args)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        assert proc.returncode == 0
+        return b"".join(chunks).decode()
+
+    said = on_tty("import", img, f"oci:{src.dir}:base", "--name", "b:1")
+    assert "\rb:1: layer 1/1" in said and "of file data" in said
+    said = on_tty("export", "--format", "oci", img, "b:1", tmp_path / "out")
+    assert "\rb:1: layer 1/" in said and "of layers written" in said
+    quiet = on_tty("export", "--format", "oci", "-q", img, "b:1", tmp_path / "out2")
+    assert quiet == ""
+    piped = assert_ok(ctrfs("export", "--format", "oci", img, "b:1", tmp_path / "out3"))
+    assert "\r" not in piped.err and piped.err.startswith("exported b:1")
