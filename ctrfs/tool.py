@@ -8,7 +8,7 @@ import re
 import sys
 import traceback
 
-from .errors import EXIT_OPERATIONAL, CorruptError, CtrfsError, DeviceError, UsageError
+from .errors import EXIT_OPERATIONAL, BadImageError, CorruptError, CtrfsError, DeviceError, UsageError
 
 PROG = "ctrfs"
 FUSE_TYPES = ("fuse.ctrfs", "fuseblk.ctrfs", "fuse", "fuseblk")
@@ -62,7 +62,8 @@ def run_tool(prog, parser, body, argv=None):
     except CtrfsError as exc:
         if debug and not isinstance(exc, UsageError):
             traceback.print_exc()
-        print(f"{prog}: {naming_device(args, one_line(exc))}", file=sys.stderr)
+        msg = one_line(exc) if isinstance(exc, BadImageError) else naming_device(args, one_line(exc))
+        print(f"{prog}: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -84,7 +85,8 @@ def run_tool(prog, parser, body, argv=None):
 
 
 def naming_device(args, msg):
-    """Every message of a command on a device names the device, as e2fsprogs' do."""
+    """Every message of a command on a device names the device, as e2fsprogs' do (but
+    not a bad image source's: that message names the source)."""
     device = getattr(args, "device", None)
     if device and not msg.startswith(device + ":"):
         return f"{device}: {msg}"
