@@ -59,3 +59,67 @@ def test_two_runtimes_two_clones(tmp_path):
         assert (m / "etc" / "motd").read_text() == "shared\n"
     assert image_tree(img, b"bb:1") == pristine                     # the image never changed
     fsck(img)
+
+
+def build_deb(tmp_path):
+    """A real, small .deb made by dpkg-deb: a script, a doc file, a hardlink."""
+    pkg = tmp_path / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text(
+        "Package: ctrfs-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: ctrfs <ctrfs@localhost>\n"
+        "Description: a package installed by the ctrfs tests\n")
+    (pkg / "usr" / "bin").mkdir(parents=True)
+    (pkg / "usr" / "bin" / "ctrfs-hello").write_text("#!/bin/sh\necho hello from a package\n")
+    (pkg / "usr" / "bin" / "ctrfs-hello").chmod(0o755)
+    (pkg / "usr" / "share" / "doc" / "ctrfs-hello").mkdir(parents=True)
+    (pkg / "usr" / "share" / "doc" / "ctrfs-hello" / "README").write_text("docs\n")
+    import os
+    os.link(pkg / "usr" / "bin" / "ctrfs-hello", pkg / "usr" / "bin" / "ctrfs-hello2")
+    deb = tmp_path / "ctrfs-hello.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(pkg), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+def test_package_install_commit_export(tmp_path):
+    """dpkg -i into a writable clone, commit, export as OCI: umoci unpacks the clone's tree,
+    and the new layer holds only what the install wrote."""
+    import json
+    import tarfile
+
+    from ocitree import assert_same_tree, describe_dir, sh
+
+    src = Layout(tmp_path / "src")
+    src.new("bb")
+    b = src.bundle("bb")
+    busybox_tree(b / "rootfs")
+    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/share/doc"):
+        (b / "rootfs" / d).mkdir(parents=True, exist_ok=True)
+    (b / "rootfs" / "var/lib/dpkg/status").write_text("")
+    src.repack("bb", b)
+    img = mkfs(tmp_path / "s.img", "128M")
+    assert_ok(ctrfs("import", img, f"oci:{src.dir}:bb", "--name", "bb:1", "-q"))
+    deb = build_deb(tmp_path)
+    with Mount(img, tmp_path / "mnt", "image=bb:1") as m:
+        res = subprocess.run(["dpkg", f"--root={m.path}", "--force-not-root", "--force-depends",
+                              "--force-script-chrootless", "--log=/dev/null", "-i", str(deb)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res
+        out = subprocess.run(["chroot", str(m.path), "/usr/bin/ctrfs-hello"], capture_output=True, text=True)
+        assert out.stdout == "hello from a package\n", out
+        assert_ok(ctrfs("commit", m.path, "bb:2"))
+        clone = describe_dir(m.path)
+    fsck(img)
+    out = tmp_path / "out"
+    assert_ok(ctrfs("export", "--format", "oci", img, "bb:2", out, "-q"))
+    sh("umoci", "unpack", "--image", f"{out}:2", tmp_path / "unpacked")
+    assert_same_tree(describe_dir(tmp_path / "unpacked" / "rootfs"), clone, "umoci unpack vs the clone")
+    index = json.loads((out / "index.json").read_text())
+    blob = lambda d: out / "blobs" / "sha256" / d.split(":")[1]  # noqa: E731
+    manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
+    assert len(manifest["layers"]) == 2
+    with tarfile.open(blob(manifest["layers"][1]["digest"])) as tf:
+        names = {n.rstrip("/") for n in tf.getnames()}
+    assert {"usr/bin/ctrfs-hello", "usr/bin/ctrfs-hello2", "usr/share/doc/ctrfs-hello/README"} <= names
+    assert all(n in (".", "var", "var/lib") or n.startswith(("usr", "var/lib/dpkg")) for n in names), " ".join(sorted(names))
+    assert "bin/busybox" not in names
