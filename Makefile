@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config python3-dev python3-venv gcc busybox-static \
-	umoci skopeo squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr acl rsync
+	umoci skopeo squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr acl rsync podman runc
 # Another apt or dpkg running (unattended-upgrades, a second terminal): wait for its lock
 # instead of failing at once.
 APT_WAIT := -o DPkg::Lock::Timeout=600
@@ -42,7 +42,7 @@ install: deps
 
 # The corpus (bench/corpus.py: debootstrap, umoci, rsync; ~3 GB in $$CTRFS_CORPUS or
 # /var/tmp/ctrfs-corpus, built once), then ctrfs against its peers (bench/run.py).
-BENCH_APT_PACKAGES := debootstrap rsync
+BENCH_APT_PACKAGES := debootstrap rsync erofs-utils
 bench: APT_PACKAGES += $(BENCH_APT_PACKAGES)
 bench: deps
 	$(PY) bench/corpus.py

@@ -1,6 +1,7 @@
 """Containers on ctrfs: a busybox image built by umoci, imported, and run with chroot and
 with `unshare --root` (own mount and pid namespaces) on writable clones.  Each clone keeps
 its own writes across umount, fsck and remount; the image itself never changes."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,54 @@ def test_package_install_commit_export(tmp_path):
     assert {"usr/bin/ctrfs-hello", "usr/bin/ctrfs-hello2", "usr/share/doc/ctrfs-hello/README"} <= names
     assert all(n in (".", "var", "var/lib") or n.startswith(("usr", "var/lib/dpkg")) for n in names), " ".join(sorted(names))
     assert "bin/busybox" not in names
+
+
+PODMAN_CONF = """[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+netns = "none"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+def podman(tmp_path, *args):
+    """podman with its own storage and a containers.conf that works on this machine kind:
+    runc (crun refuses hybrid cgroups), ulimits under the hard limits, no network."""
+    conf = tmp_path / "containers.conf"
+    conf.write_text(PODMAN_CONF)
+    env = dict(os.environ, CONTAINERS_CONF=str(conf))
+    return subprocess.run(["podman", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run"),
+                           "--storage-driver", "vfs", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_podman_run_rootfs(tmp_path):
+    """podman runs the image on a writable clone (its writes stay in the clone) and on the
+    read-only image itself with `:O` (podman's own overlay on top, nothing written)."""
+    src = Layout(tmp_path / "src")
+    src.new("bb")
+    b = src.bundle("bb")
+    busybox_tree(b / "rootfs")
+    (b / "rootfs" / "root").mkdir()
+    src.repack("bb", b)
+    img = mkfs(tmp_path / "s.img", "128M")
+    assert_ok(ctrfs("import", img, f"oci:{src.dir}:bb", "--name", "bb:1", "-q"))
+    pristine = image_tree(img, b"bb:1")
+    with Mount(img, tmp_path / "mnt", "image=bb:1") as m:
+        out = podman(tmp_path, "run", "--rm", "--rootfs", m.path, "/bin/sh", "-c",
+                     "echo podman > /root/who; cat /etc/hello.txt; echo $$")
+        assert out.returncode == 0, out
+        assert out.stdout == "hello\n1\n"                   # the container's shell is pid 1
+    fsck(img)
+    with Mount(img, tmp_path / "mnt", "image=bb:1") as m:
+        assert (m / "root" / "who").read_text() == "podman\n"
+    with Mount(img, tmp_path / "mnt", "ro,image=bb:1") as m:
+        out = podman(tmp_path, "run", "--rm", "--rootfs", f"{m.path}:O", "/bin/sh", "-c",
+                     "echo x > /root/who; cat /root/who; ls /root")
+        assert out.returncode == 0, out
+        assert out.stdout == "x\nwho\n"
+        assert not (m / "root" / "who").exists()
+    assert image_tree(img, b"bb:1") == pristine
+    fsck(img)
