@@ -31,7 +31,8 @@ def image_tree(img, name):
         dev.close()
 
 
-def test_two_runtimes_two_clones(tmp_path):
+def busybox_image(tmp_path):
+    """A device holding bb:1, a busybox image built by umoci (with an empty /root)."""
     src = Layout(tmp_path / "src")
     src.new("bb")
     b = src.bundle("bb")
@@ -40,6 +41,11 @@ def test_two_runtimes_two_clones(tmp_path):
     src.repack("bb", b)
     img = mkfs(tmp_path / "s.img", "128M")
     assert_ok(ctrfs("import", img, f"oci:{src.dir}:bb", "--name", "bb:1", "-q"))
+    return img
+
+
+def test_two_runtimes_two_clones(tmp_path):
+    img = busybox_image(tmp_path)
     pristine = image_tree(img, b"bb:1")
     cmd = "echo $0 > /root/who; echo shared > /etc/motd; ls /bin/busybox; cat /etc/hello.txt"
     for runner, how in RUNNERS.items():
@@ -150,14 +156,7 @@ def podman(tmp_path, *args):
 def test_podman_run_rootfs(tmp_path):
     """podman runs the image on a writable clone (its writes stay in the clone) and on the
     read-only image itself with `:O` (podman's own overlay on top, nothing written)."""
-    src = Layout(tmp_path / "src")
-    src.new("bb")
-    b = src.bundle("bb")
-    busybox_tree(b / "rootfs")
-    (b / "rootfs" / "root").mkdir()
-    src.repack("bb", b)
-    img = mkfs(tmp_path / "s.img", "128M")
-    assert_ok(ctrfs("import", img, f"oci:{src.dir}:bb", "--name", "bb:1", "-q"))
+    img = busybox_image(tmp_path)
     pristine = image_tree(img, b"bb:1")
     with Mount(img, tmp_path / "mnt", "image=bb:1") as m:
         out = podman(tmp_path, "run", "--rm", "--rootfs", m.path, "/bin/sh", "-c",
