@@ -203,7 +203,8 @@ def _fs_item(key, val):
     if item == C.ITEM_IMAGE:
         if sub[:1] == bytes((C.IMAGE_LAYER,)):
             return f"{head} layer diff_id sha256:{val[:32].hex()} chain_id sha256:{val[32:].hex()}"
-        return f"{head} config piece {int.from_bytes(sub[1:], 'big')} ({len(val)} bytes)"
+        what = "recipe" if sub[:1] == bytes((C.IMAGE_RECIPE,)) else "config"
+        return f"{head} {what} piece {int.from_bytes(sub[1:], 'big')} ({len(val)} bytes)"
     paddr, h = unpack_pointer(val)
     return f"{head} index {int.from_bytes(sub, 'big')} -> paddr {paddr} hash {h.hex()}"
 

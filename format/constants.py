@@ -71,7 +71,12 @@ ITEM_TYPES = (ITEM_SUPER, ITEM_INODE, ITEM_XATTR, ITEM_DIRENT, ITEM_BLOCK, ITEM_
 # ITEM_IMAGE subkeys (the byte after the item type).
 IMAGE_CONFIG = 0x43                   # 'C' + piece number (u32 BE): the OCI config JSON, in pieces
 IMAGE_LAYER = 0x4C                    # 'L': ImageLayer of the layer applied last
-IMAGE_CONFIG_PIECE = 2048             # config bytes per item (fits a leaf of the smallest block size)
+IMAGE_CONFIG_PIECE = 2000             # config bytes per item (key and all fit a leaf item of the smallest block size)
+IMAGE_RECIPE = 0x52                   # 'R' + piece number (u32 BE): the layer's tar recipe (zstd), in pieces
+IMAGE_RECIPE_PIECE = 2000             # recipe bytes per item (the same bound)
+RECIPE_MAGIC = b"CTRR"                # the recipe's first bytes (after zstd), then RECIPE_VERSION
+RECIPE_VERSION = 1
+RECIPE_END, RECIPE_RAW, RECIPE_FILE, RECIPE_ZEROS = 0, 1, 2, 3   # recipe record tags
 
 # POSIX ACLs: the values of the xattrs system.posix_acl_access / system.posix_acl_default,
 # Linux's posix_acl_xattr layout (what getxattr(2) returns), so they pass through unchanged.

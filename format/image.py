@@ -3,13 +3,21 @@ an image's config travels with its tree and is covered by its root hash.
 
     (0, ITEM_IMAGE, 'C' + piece u32 BE) -> IMAGE_CONFIG_PIECE bytes of the config JSON
     (0, ITEM_IMAGE, 'L')                -> ImageLayer (the layer the tree ends with)
+    (0, ITEM_IMAGE, 'R' + piece u32 BE) -> IMAGE_RECIPE_PIECE bytes of the layer's recipe
+
+The recipe (tar-split's idea) gives back the layer's uncompressed tar byte for byte: the
+zstd frame of RECIPE_MAGIC, RECIPE_VERSION, then records up to a RECIPE_END record.  A
+RecipeRaw is archive bytes kept verbatim (headers, PAX records, padding); a RecipeFile is
+`size` bytes of file data, read back from the regular file at `path` in this tree; a
+RecipeZeros is `length` zero bytes (the end-of-archive blocks).
 
 No other inode carries these items; the directory tree never names inode 0."""
-from construct import Bytes, Struct
+from construct import Bytes, Const, GreedyBytes, Int8ul, Int16ul, Int32ul, Int64ul, Prefixed, Struct
 
 from ..errors import CorruptError
 from . import constants as C
 from .items import fs_key
+from .node import LEAF_ITEM_OVERHEAD, max_item
 
 ImageLayer = Struct(
     "diff_id" / Bytes(32),           # sha256 of the uncompressed layer tar applied last
@@ -17,6 +25,22 @@ ImageLayer = Struct(
 )
 IMAGE_LAYER_SIZE = 64
 assert ImageLayer.sizeof() == IMAGE_LAYER_SIZE
+
+RecipeHeader = Struct(
+    "magic" / Const(C.RECIPE_MAGIC),
+    "version" / Int8ul,              # RECIPE_VERSION
+)
+# Each record: a tag byte (RECIPE_END, RECIPE_RAW, RECIPE_FILE, RECIPE_ZEROS), then:
+RecipeRaw = Struct(
+    "data" / Prefixed(Int32ul, GreedyBytes),     # archive bytes, verbatim
+)
+RecipeFile = Struct(
+    "path" / Prefixed(Int16ul, GreedyBytes),     # the file's tree path, components joined by '/'
+    "size" / Int64ul,                            # bytes of its data that follow in the archive
+)
+RecipeZeros = Struct(
+    "length" / Int64ul,                          # zero bytes (the end-of-archive blocks)
+)
 
 LAYER_KEY = fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_LAYER,)))
 
@@ -26,6 +50,16 @@ def config_key(piece: int) -> bytes:
 
 
 CONFIG_LO, CONFIG_HI = config_key(0), fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_CONFIG + 1,)))
+
+
+def recipe_key(piece: int) -> bytes:
+    return fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_RECIPE,)) + piece.to_bytes(4, "big"))
+
+
+RECIPE_LO, RECIPE_HI = recipe_key(0), fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_RECIPE + 1,)))
+# a whole piece, with its key, is a leaf item even at the smallest block size
+assert len(recipe_key(0)) + max(C.IMAGE_CONFIG_PIECE, C.IMAGE_RECIPE_PIECE) + LEAF_ITEM_OVERHEAD \
+    <= max_item(C.MIN_BLOCK_SIZE)
 
 
 def pack_layer(diff_id: bytes, chain_id: bytes) -> bytes:
@@ -45,5 +79,8 @@ def check_image_item(sub: bytes, val) -> None:
     elif len(sub) == 5 and sub[0] == C.IMAGE_CONFIG:
         if not 0 < len(val) <= C.IMAGE_CONFIG_PIECE:
             raise CorruptError(f"image config piece {int.from_bytes(sub[1:], 'big')}: {len(val)} bytes")
+    elif len(sub) == 5 and sub[0] == C.IMAGE_RECIPE:
+        if not 0 < len(val) <= C.IMAGE_RECIPE_PIECE:
+            raise CorruptError(f"layer recipe piece {int.from_bytes(sub[1:], 'big')}: {len(val)} bytes")
     else:
         raise CorruptError(f"image item with unknown subkey {bytes(sub).hex()}")

@@ -16,7 +16,7 @@ import sys
 import types
 from pathlib import Path
 
-from construct import Array, Bytes, Const, FormatField, Padded, Renamed, Struct
+from construct import Array, Bytes, Const, FormatField, Padded, Prefixed, Renamed, Struct
 
 SPEC = Path(__file__).resolve().parent / "FORMAT.md"
 MODULES = ("superblock", "checkpoint", "pointer", "segment", "calog", "node", "items", "image", "acl")
@@ -76,6 +76,9 @@ def describe(sub, names):
         return f"bytes[{n}]", n
     if isinstance(sub, Padded):
         return "padding", sub.length
+    if isinstance(sub, Prefixed):
+        kind, _size = describe(sub.lengthfield, names)
+        return f"{kind} length, then that many bytes", "variable"
     if isinstance(sub, Struct):
         name = names.get(id(sub), "struct")
         return f"[{name}](#{name.lower()})", _sizeof(sub)

@@ -15,11 +15,12 @@ import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from ..catalogue import LAYER_PREFIX
 from ..errors import CtrfsError, UsageError
 from ..filesystem import FileSystem
 from ..format import constants as C
 from ..treediff import ENTRY, LINK, OPAQUE, WHITEOUT, tree_changes
-from . import imagemeta
+from . import imagemeta, recipe
 from .tarwriter import (BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE,
                         TarWriter)
 
@@ -208,6 +209,23 @@ class Layout:
         self._place(tmp, digest)
         return {"mediaType": MT_LAYER_GZIP if compress else MT_LAYER_TAR, "digest": digest, "size": size}, diff_id
 
+    def add_recipe_layer(self, fs, blob, want, compress):
+        """The layer as it was imported, from its recipe: (descriptor, diff_id), or None
+        when the tree no longer gives back the tar whose diff_id is `want`."""
+        tmp = os.path.join(self.blobs, ".new")
+        with open(tmp, "wb") as f:
+            sink = BlobSink(f, compress)
+            try:
+                recipe.replay(blob, fs, sink.write)
+            except recipe.Mismatch:
+                sink.finish()
+                return None
+            diff_id, digest, size = sink.finish()
+        if diff_id != want:
+            return None
+        self._place(tmp, digest)
+        return {"mediaType": MT_LAYER_GZIP if compress else MT_LAYER_TAR, "digest": digest, "size": size}, diff_id
+
     def write_index(self, manifest, tag):
         desc = dict(manifest, annotations={REF_NAME: tag})
         with open(os.path.join(self.root, "index.json"), "wb") as f:
@@ -259,13 +277,16 @@ def export_oci(engine, name, root, tag, *, compress=True, arch=None, progress=No
     layers, diff_ids, empty = [], [], set()
     parent = None
     for snap in chain:
-        changes = list(tree_changes(engine, parent, snap))
-        if parent is not None and not changes:
-            empty.add(snap)
-            parent = snap
-            continue
         fs = FileSystem(engine, snap, writable=False)
-        desc, diff_id = layout.add_layer(fs, changes, compress)
+        got = _as_imported(engine, layout, fs, snap, parent, compress)
+        if got is None:
+            changes = list(tree_changes(engine, parent, snap))
+            if parent is not None and not changes:
+                empty.add(snap)
+                parent = snap
+                continue
+            got = layout.add_layer(fs, changes, compress)
+        desc, diff_id = got
         layers.append(desc)
         diff_ids.append(diff_id)
         if progress:
@@ -277,6 +298,19 @@ def export_oci(engine, name, root, tag, *, compress=True, arch=None, progress=No
         {"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config, "layers": layers}))
     layout.write_index(manifest, tag)
     return manifest, len(layers)
+
+
+def _as_imported(engine, layout, fs, snap, parent, compress):
+    """An imported layer over the parent it was imported on, written from its recipe
+    (byte for byte the tar it came from), or None."""
+    e = engine.snapshot(snap)
+    if not snap.startswith(LAYER_PREFIX) or (e["parent_name"] or None) != parent:
+        return None
+    ids = imagemeta.read_layer(fs.tree)
+    blob = imagemeta.read_recipe(fs.tree)
+    if ids is None or blob is None or snap != LAYER_PREFIX + ids[1].encode():
+        return None
+    return layout.add_recipe_layer(fs, blob, ids[0], compress)
 
 
 def export_tar(engine, name, f, *, compress=False):

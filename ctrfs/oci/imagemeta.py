@@ -3,7 +3,8 @@ and the layer the tree ends with.  Export reads them back from here."""
 import hashlib
 
 from ..format import constants as C
-from ..format.image import CONFIG_HI, CONFIG_LO, LAYER_KEY, config_key, pack_layer, unpack_layer
+from ..format.image import (CONFIG_HI, CONFIG_LO, LAYER_KEY, RECIPE_HI, RECIPE_LO, config_key, pack_layer,
+                            recipe_key, unpack_layer)
 
 
 def _raw(digest):
@@ -11,18 +12,35 @@ def _raw(digest):
     return bytes.fromhex(digest.split(":", 1)[1])
 
 
+def _write_pieces(tree, lo, hi, key, step, raw):
+    """Replace the items in [lo, hi) by raw cut in pieces of `step` bytes (None: none)."""
+    for k in [k for k, _v in tree.scan(lo, hi)]:
+        tree.delete(k)
+    for i in range(0, len(raw or b""), step):
+        tree.put(key(i // step), bytes(raw[i:i + step]))
+
+
+def _read_pieces(tree, lo, hi):
+    parts = [bytes(v) for _k, v in tree.scan(lo, hi)]
+    return b"".join(parts) if parts else None
+
+
 def write_config(tree, raw):
-    for key in [k for k, _v in tree.scan(CONFIG_LO, CONFIG_HI)]:
-        tree.delete(key)
-    step = C.IMAGE_CONFIG_PIECE
-    for i in range(0, len(raw), step):
-        tree.put(config_key(i // step), bytes(raw[i:i + step]))
+    _write_pieces(tree, CONFIG_LO, CONFIG_HI, config_key, C.IMAGE_CONFIG_PIECE, raw)
 
 
 def read_config(tree):
     """The config JSON bytes (its sha256 is the image's config digest), or None."""
-    parts = [bytes(v) for _k, v in tree.scan(CONFIG_LO, CONFIG_HI)]
-    return b"".join(parts) if parts else None
+    return _read_pieces(tree, CONFIG_LO, CONFIG_HI)
+
+
+def write_recipe(tree, blob):
+    """The layer's tar recipe (ctrfs/oci/recipe.py), or None to drop a lower layer's."""
+    _write_pieces(tree, RECIPE_LO, RECIPE_HI, recipe_key, C.IMAGE_RECIPE_PIECE, blob)
+
+
+def read_recipe(tree):
+    return _read_pieces(tree, RECIPE_LO, RECIPE_HI)
 
 
 def config_digest(tree):

@@ -17,6 +17,7 @@ from ..format.pointer import NULL_POINTER
 from . import imagemeta
 from .apply import LayerApplier
 from .pipeline import threaded
+from .recipe import Recorder
 from .streams import LayerStream
 from .tarlayer import read_layer
 
@@ -50,6 +51,7 @@ class Importer:
         self.progress = progress
         self.scratch = SCRATCH_PREFIX + str(os.getpid()).encode()
         self.new_layers = 0
+        self.recipe = None         # of the layer applied last
         for name, _e in engine.snapshots():       # left by an import that died
             if name.startswith(SCRATCH_PREFIX):
                 engine.delete(name)
@@ -75,6 +77,7 @@ class Importer:
                 lname = layer_name(chain)
                 if engine.snapshot(lname) is None:
                     imagemeta.write_layer(fs.tree, diff_id, chain)
+                    imagemeta.write_recipe(fs.tree, self.recipe)
                     root = self._flush(fs)
                     self._hold(lname, root, parent, fs)
                     self.new_layers += 1
@@ -116,14 +119,13 @@ class Importer:
             self.progress.layer(i + 1, n, layer.what)
         raw = layer.open()
         stream = LayerStream(raw, layer.what)
-        events = read_layer(stream, layer.what)
+        recorder = Recorder(stream)
+        events = _with_finish(read_layer(stream, layer.what, recorder), stream, recorder)
         if self.threads:
-            events = threaded(_with_finish(events, stream))
-        else:
-            events = _with_finish(events, stream)
+            events = threaded(events)
         applier = LayerApplier(fs, layer.what)
         applier.apply(events, self.progress.bytes if self.progress else None)
-        diff_id = stream.diff_id
+        diff_id, self.recipe = stream.diff_id, stream.recipe
         if layer.diff_id is not None and diff_id != layer.diff_id:
             raise BadImageError(f"{layer.what}: diff_id mismatch (the uncompressed tar is {diff_id[:19]}..., "
                                 f"the config says {layer.diff_id[:19]}...)")
@@ -141,9 +143,11 @@ class Importer:
                                 logical_bytes=size, inodes=count)
 
 
-def _with_finish(events, stream):
-    """The events, then the stream read to its end: the digests are known once the last
-    event is out (in the producer thread, so the consumer never waits for hashing)."""
+def _with_finish(events, stream, recorder):
+    """The events, then the stream read to its end: the digests and the layer's recipe are
+    known once the last event is out (in the producer thread, so the consumer never waits
+    for hashing)."""
     yield from events
     stream.diff_id = stream.finish()
+    stream.recipe = recorder.finish()
 

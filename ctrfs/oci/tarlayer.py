@@ -114,9 +114,10 @@ def entry_of(m):
     return e
 
 
-def read_layer(stream, what="layer"):
+def read_layer(stream, what="layer", recipe=None):
     """Events of one layer: Entry, then (offset, bytes) pieces of a file's data.  stream
-    is a streams.LayerStream (or any file-like with bytes_at)."""
+    is a streams.LayerStream (or any file-like with bytes_at); recipe: a recipe.Recorder
+    told of every member."""
     try:
         tf = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError as exc:
@@ -128,6 +129,8 @@ def read_layer(stream, what="layer"):
                 break
             tf.members.clear()                    # stream mode would keep every header
             e = entry_of(m)
+            if recipe is not None:
+                recipe.member(m, e.path if e is not None and e.kind == FILE else None)
             if e is None:
                 continue
             yield e

@@ -7,7 +7,6 @@ import stat
 
 from ctrfs.device import MemoryDevice
 from ctrfs.errors import FsError
-from ctrfs.filesystem import FileSystem
 from ctrfs.format import constants as C
 from ctrfs.mkfs.geometry import make_filesystem
 from ctrfs.treediff import ENTRY, LINK, OPAQUE, WHITEOUT

@@ -125,6 +125,11 @@ def test_package_install_commit_export(tmp_path):
     blob = lambda d: out / "blobs" / "sha256" / d.split(":")[1]  # noqa: E731
     manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
     assert len(manifest["layers"]) == 2
+    # the base layer comes back as it was imported (its recipe), the new one from the diff
+    from test_roundtrip import manifest_and_config
+    _m, src_config = manifest_and_config(tmp_path / "src" / "oci", "bb")
+    config = json.loads(blob(manifest["config"]["digest"]).read_text())
+    assert config["rootfs"]["diff_ids"][0] == src_config["rootfs"]["diff_ids"][0]
     with tarfile.open(blob(manifest["layers"][1]["digest"])) as tf:
         names = {n.rstrip("/") for n in tf.getnames()}
     assert {"usr/bin/ctrfs-hello", "usr/bin/ctrfs-hello2", "usr/share/doc/ctrfs-hello/README"} <= names

@@ -4,7 +4,6 @@ compared file by file with the tree read through FileSystem; determinism; bad in
 import hashlib
 import json
 import os
-import shutil
 import stat
 import struct
 import subprocess

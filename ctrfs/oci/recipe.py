@@ -1,0 +1,149 @@
+"""Layer recipes: what it takes to give an imported layer's tar back byte for byte, so an
+exported layer that was not changed has the diff_id it came in with (containers/storage
+keeps tar-split files for the same reason: a registry that holds the layer already then
+takes nothing new).
+
+The recipe (format/image.py) keeps the archive's own bytes between file contents
+verbatim (headers, PAX records, padding) and, for each regular file's data, only its path
+and size: the data is read back from the layer's tree.  The recorder gives up (no recipe;
+export then writes the layer from the tree diff, as for a committed tree) on what it
+cannot keep cheaply: GNU sparse members, or a run of archive bytes longer than the window
+the stream keeps behind its read position.  Replay is checked by the caller against the
+stored diff_id, so a tree that no longer matches (a later duplicate member replaced a file
+in the same layer) falls back the same way."""
+import io
+import stat
+
+import zstandard
+
+from ..errors import BadImageError, FsError
+from ..format import constants as C
+from ..format.image import RecipeFile, RecipeHeader, RecipeRaw, RecipeZeros
+
+ZSTD_LEVEL = 3
+READ = 1 << 20
+_ZEROS = bytes(READ)
+
+
+class Mismatch(Exception):
+    """The tree does not hold what the recipe needs."""
+
+
+class Recorder:
+    """Fed by tarlayer.read_layer with each member as it is read; finish() after the
+    stream was read to its end gives the recipe (bytes) or None."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.end = 0                  # stream offset up to which the recipe covers the archive
+        self.spoilt = False
+        self.z = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+        self.out = [self.z.compress(RecipeHeader.build({"version": C.RECIPE_VERSION}))]
+
+    def _emit(self, tag, body):
+        self.out.append(self.z.compress(bytes((tag,)) + body))
+
+    def _raw(self, upto):
+        n = upto - self.end
+        if n < 0 or upto > self.stream.pos:
+            self.spoilt = True
+            return
+        if n:
+            try:
+                data = self.stream.bytes_at(self.end, n)
+            except BadImageError:         # fell out of the stream's window
+                self.spoilt = True
+                return
+            self._emit(C.RECIPE_RAW, RecipeRaw.build({"data": data}))
+        self.end = upto
+
+    def member(self, m, path):
+        """TarInfo m was read; path: the tree path of the regular file whose data follows it
+        (None: the member's data, if any, is kept verbatim with the next bytes)."""
+        if self.spoilt:
+            return
+        if m.sparse:
+            self.spoilt = True
+            return
+        self._raw(m.offset_data)
+        if path is not None and m.size and not self.spoilt:
+            self._emit(C.RECIPE_FILE, RecipeFile.build({"path": b"/".join(path), "size": m.size}))
+            self.end = m.offset_data + m.size
+
+    def finish(self):
+        if self.spoilt:
+            return None
+        n = self.stream.pos - self.end
+        if n:
+            try:
+                tail = self.stream.bytes_at(self.end, n)
+            except BadImageError:
+                return None
+            if tail.count(0) == len(tail):
+                self._emit(C.RECIPE_ZEROS, RecipeZeros.build({"length": n}))
+            else:
+                self._emit(C.RECIPE_RAW, RecipeRaw.build({"data": tail}))
+        self._emit(C.RECIPE_END, b"")
+        self.out.append(self.z.flush())
+        return b"".join(self.out)
+
+
+def _records(blob):
+    """(tag, value) of a recipe: RAW -> bytes, FILE -> (path, size), ZEROS -> length."""
+    try:
+        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob)).read()
+    except zstandard.ZstdError as exc:
+        raise Mismatch(f"recipe: {exc}") from None
+    head = RecipeHeader.sizeof()
+    if len(raw) < head or raw[:4] != C.RECIPE_MAGIC or raw[4] != C.RECIPE_VERSION:
+        raise Mismatch("not a recipe of this version")
+    mv, pos = memoryview(raw), head
+    while True:
+        if pos >= len(mv):
+            raise Mismatch("recipe without an end record")
+        tag = mv[pos]
+        pos += 1
+        if tag == C.RECIPE_END:
+            return
+        if tag == C.RECIPE_RAW:
+            n = int.from_bytes(mv[pos:pos + 4], "little")
+            yield tag, mv[pos + 4:pos + 4 + n]
+            pos += 4 + n
+        elif tag == C.RECIPE_FILE:
+            n = int.from_bytes(mv[pos:pos + 2], "little")
+            path = bytes(mv[pos + 2:pos + 2 + n])
+            yield tag, (path, int.from_bytes(mv[pos + 2 + n:pos + 10 + n], "little"))
+            pos += 10 + n
+        elif tag == C.RECIPE_ZEROS:
+            yield tag, int.from_bytes(mv[pos:pos + 8], "little")
+            pos += 8
+        else:
+            raise Mismatch(f"recipe record tag {tag}")
+
+
+def replay(blob, fs, write):
+    """Write the layer's tar through write(bytes), file data read from FileSystem fs."""
+    for tag, val in _records(blob):
+        if tag == C.RECIPE_RAW:
+            write(val)
+        elif tag == C.RECIPE_ZEROS:
+            for off in range(0, val, READ):
+                write(_ZEROS[:min(READ, val - off)])
+        else:
+            path, size = val
+            ino = _lookup(fs, path)
+            a = fs.getattr(ino)
+            if not stat.S_ISREG(a.mode) or a.size != size:
+                raise Mismatch(f"{path!r}: not the file the layer wrote")
+            for off in range(0, size, READ):
+                write(fs.read(ino, off, min(READ, size - off)))
+
+
+def _lookup(fs, path):
+    ino = C.ROOT_INO
+    try:
+        for part in path.split(b"/"):
+            ino = fs.lookup(ino, part)
+    except FsError:
+        raise Mismatch(f"{path!r}: not in the tree") from None
+    return ino
