@@ -94,3 +94,24 @@ def test_progress_on_a_terminal_only(tmp_path):
     assert quiet == ""
     piped = assert_ok(ctrfs("export", "--format", "oci", img, "b:1", tmp_path / "out3"))
     assert "\r" not in piped.err and piped.err.startswith("exported b:1")
+
+
+def test_big_config_round_trips(tmp_path):
+    """A config of many kilobytes (long label lists are common) is stored in pieces that
+    each fit a leaf item, and exported as it was."""
+    src = Layout(tmp_path / "src")
+    src.new("big")
+    b = src.bundle("big")
+    busybox_tree(b / "rootfs")
+    src.repack("big", b)
+    labels = [f"--config.label=org.example.l{i}={'v' * 200}" for i in range(40)]
+    sh("umoci", "config", "--image", f"{src.dir}:big", *labels)
+    _m, c_in = manifest_and_config(src.dir, "big")
+    assert len(json.dumps(c_in)) > 8000
+    img = mkfs(tmp_path / "s.img")
+    assert_ok(ctrfs("import", img, f"oci:{src.dir}:big", "--name", "big:1", "-q"))
+    out = tmp_path / "out"
+    assert_ok(ctrfs("export", "--format", "oci", img, "big:1", out, "-q"))
+    _m, c_out = manifest_and_config(out, "1")
+    assert c_out["config"]["Labels"] == c_in["config"]["Labels"]
+    fsck_clean(img)
