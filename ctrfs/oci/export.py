@@ -16,7 +16,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ..catalogue import LAYER_PREFIX
-from ..errors import CtrfsError, UsageError
+from ..errors import CtrfsError, FsError, UsageError
 from ..filesystem import FileSystem
 from ..format import constants as C
 from ..treediff import ENTRY, LINK, OPAQUE, WHITEOUT, tree_changes
@@ -114,6 +114,27 @@ def _file_data(fs, ino, size):
         yield fs.read(ino, off, min(READ_CHUNK, size - off))
 
 
+def replay(blob, fs, write):
+    """Write an imported layer's tar again from its recipe, file data read from the tree;
+    recipe.Mismatch when the tree no longer holds a file the recipe names."""
+    for tag, val in recipe.records(blob):
+        if tag == C.RECIPE_RAW:
+            write(val)
+        elif tag == C.RECIPE_ZEROS:
+            write(bytes(val))
+        else:
+            path, size = val
+            try:
+                ino = fs_lookup(fs, path)
+            except FsError:
+                raise recipe.Mismatch(f"{path!r}: not in the tree") from None
+            a = fs.getattr(ino)
+            if not stat.S_ISREG(a.mode) or a.size != size:
+                raise recipe.Mismatch(f"{path!r}: not the file the layer wrote")
+            for piece in _file_data(fs, ino, size):
+                write(piece)
+
+
 # ---- blobs ----------------------------------------------------------------------------------------
 class BlobSink:
     """Tar bytes in; sha256 of them (the diff_id), and of the gzip stream written to `f`
@@ -199,29 +220,31 @@ class Layout:
 
     def add_layer(self, fs, changes, compress):
         """-> (descriptor, diff_id)"""
-        tmp = os.path.join(self.blobs, ".new")
-        with open(tmp, "wb") as f:
-            sink = BlobSink(f, compress)
+        def fill(sink):
             tw = TarWriter(sink)
             write_changes(tw, fs, changes)
             tw.close()
-            diff_id, digest, size = sink.finish()
-        self._place(tmp, digest)
-        return {"mediaType": MT_LAYER_GZIP if compress else MT_LAYER_TAR, "digest": digest, "size": size}, diff_id
+        return self._write_layer(fill, compress)
 
     def add_recipe_layer(self, fs, blob, want, compress):
         """The layer as it was imported, from its recipe: (descriptor, diff_id), or None
         when the tree no longer gives back the tar whose diff_id is `want`."""
+        try:
+            return self._write_layer(lambda sink: replay(blob, fs, sink.write), compress, want)
+        except recipe.Mismatch:
+            return None
+
+    def _write_layer(self, fill, compress, want=None):
+        """A layer blob whose tar bytes fill(sink) writes: (descriptor, diff_id), or None
+        (nothing placed) when its diff_id is not `want`."""
         tmp = os.path.join(self.blobs, ".new")
         with open(tmp, "wb") as f:
             sink = BlobSink(f, compress)
             try:
-                recipe.replay(blob, fs, sink.write)
-            except recipe.Mismatch:
-                sink.finish()
-                return None
-            diff_id, digest, size = sink.finish()
-        if diff_id != want:
+                fill(sink)
+            finally:
+                diff_id, digest, size = sink.finish()
+        if want is not None and diff_id != want:
             return None
         self._place(tmp, digest)
         return {"mediaType": MT_LAYER_GZIP if compress else MT_LAYER_TAR, "digest": digest, "size": size}, diff_id

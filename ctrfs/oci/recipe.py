@@ -8,21 +8,18 @@ verbatim (headers, PAX records, padding) and, for each regular file's data, only
 and size: the data is read back from the layer's tree.  The recorder gives up (no recipe;
 export then writes the layer from the tree diff, as for a committed tree) on what it
 cannot keep cheaply: GNU sparse members, or a run of archive bytes longer than the window
-the stream keeps behind its read position.  Replay is checked by the caller against the
-stored diff_id, so a tree that no longer matches (a later duplicate member replaced a file
-in the same layer) falls back the same way."""
+the stream keeps behind its read position.  Export replays it (ctrfs/oci/export.py) and
+checks the result against the stored diff_id, so a tree that no longer matches (a later
+member replaced a file of the same layer) falls back the same way."""
 import io
-import stat
 
 import zstandard
 
-from ..errors import BadImageError, FsError
+from ..errors import BadImageError
 from ..format import constants as C
 from ..format.image import RecipeFile, RecipeHeader, RecipeRaw, RecipeZeros
 
 ZSTD_LEVEL = 3
-READ = 1 << 20
-_ZEROS = bytes(READ)
 
 
 class Mismatch(Exception):
@@ -88,7 +85,7 @@ class Recorder:
         return b"".join(self.out)
 
 
-def _records(blob):
+def records(blob):
     """(tag, value) of a recipe: RAW -> bytes, FILE -> (path, size), ZEROS -> length."""
     try:
         raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob)).read()
@@ -119,31 +116,3 @@ def _records(blob):
             pos += 8
         else:
             raise Mismatch(f"recipe record tag {tag}")
-
-
-def replay(blob, fs, write):
-    """Write the layer's tar through write(bytes), file data read from FileSystem fs."""
-    for tag, val in _records(blob):
-        if tag == C.RECIPE_RAW:
-            write(val)
-        elif tag == C.RECIPE_ZEROS:
-            for off in range(0, val, READ):
-                write(_ZEROS[:min(READ, val - off)])
-        else:
-            path, size = val
-            ino = _lookup(fs, path)
-            a = fs.getattr(ino)
-            if not stat.S_ISREG(a.mode) or a.size != size:
-                raise Mismatch(f"{path!r}: not the file the layer wrote")
-            for off in range(0, size, READ):
-                write(fs.read(ino, off, min(READ, size - off)))
-
-
-def _lookup(fs, path):
-    ino = C.ROOT_INO
-    try:
-        for part in path.split(b"/"):
-            ino = fs.lookup(ino, part)
-    except FsError:
-        raise Mismatch(f"{path!r}: not in the tree") from None
-    return ino
