@@ -2,9 +2,13 @@
 with `unshare --root` (own mount and pid namespaces) on writable clones.  Each clone keeps
 its own writes across umount, fsck and remount; the image itself never changes."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuse"))   # the mount helpers
 
@@ -147,24 +151,31 @@ events_logger = "file"
 """
 
 
-def podman(tmp_path, *args):
+@pytest.fixture
+def podman(tmp_path):
     """podman with its own storage and a containers.conf that works on this machine kind:
-    runc (crun refuses hybrid cgroups), ulimits under the hard limits, no network."""
+    runc (crun refuses hybrid cgroups), ulimits under the hard limits, no network. Its runroot
+    must be under 50 characters, so it lives in a short directory of /tmp, not in tmp_path."""
     conf = tmp_path / "containers.conf"
     conf.write_text(PODMAN_CONF)
     env = dict(os.environ, CONTAINERS_CONF=str(conf))
-    return subprocess.run(["podman", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run"),
-                           "--storage-driver", "vfs", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, env=env)
+    runroot = tempfile.mkdtemp(prefix="ctrfs-pod-", dir="/tmp")
+
+    def run(*args):
+        return subprocess.run(["podman", "--root", str(tmp_path / "storage"), "--runroot", runroot,
+                               "--storage-driver", "vfs", *map(str, args)],
+                              capture_output=True, text=True, timeout=120, env=env)
+    yield run
+    shutil.rmtree(runroot, ignore_errors=True)
 
 
-def test_podman_run_rootfs(tmp_path):
+def test_podman_run_rootfs(tmp_path, podman):
     """podman runs the image on a writable clone (its writes stay in the clone) and on the
     read-only image itself with `:O` (podman's own overlay on top, nothing written)."""
     img = busybox_image(tmp_path)
     pristine = image_tree(img, b"bb:1")
     with Mount(img, tmp_path / "mnt", "image=bb:1") as m:
-        out = podman(tmp_path, "run", "--rm", "--rootfs", m.path, "/bin/sh", "-c",
+        out = podman("run", "--rm", "--rootfs", m.path, "/bin/sh", "-c",
                      "echo podman > /root/who; cat /etc/hello.txt; echo $$")
         assert out.returncode == 0, out
         assert out.stdout == "hello\n1\n"                   # the container's shell is pid 1
@@ -172,7 +183,7 @@ def test_podman_run_rootfs(tmp_path):
     with Mount(img, tmp_path / "mnt", "image=bb:1") as m:
         assert (m / "root" / "who").read_text() == "podman\n"
     with Mount(img, tmp_path / "mnt", "ro,image=bb:1") as m:
-        out = podman(tmp_path, "run", "--rm", "--rootfs", f"{m.path}:O", "/bin/sh", "-c",
+        out = podman("run", "--rm", "--rootfs", f"{m.path}:O", "/bin/sh", "-c",
                      "echo x > /root/who; cat /root/who; ls /root")
         assert out.returncode == 0, out
         assert out.stdout == "x\nwho\n"
