@@ -5,6 +5,7 @@ together and numerically.  Values are little-endian like every other structure."
 import struct
 
 import blake3
+import numpy as np
 from construct import Bytes, Int8ul, Int32ul, Int64sl, Int64ul, Padding, Struct
 
 from ..errors import CorruptError
@@ -94,6 +95,11 @@ def fs_key(ino: int, item: int, sub: bytes = b"") -> bytes:
 
 def block_key(ino: int, index: int) -> bytes:
     return ino.to_bytes(8, "big") + b"\x04" + index.to_bytes(8, "big")
+
+
+# block_key's layout as a numpy dtype: a run of block-map keys decoded in one call.
+BLOCK_KEY_DTYPE = np.dtype([("ino", ">u8"), ("type", "u1"), ("index", ">u8")])
+assert BLOCK_KEY_DTYPE.itemsize == len(block_key(0, 0))
 
 
 def name_hash(name: bytes) -> int:

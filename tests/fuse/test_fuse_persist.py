@@ -241,8 +241,10 @@ def test_kill9_during_writes(image, tmp_path):
 
 
 def test_full_device_gives_enospc(tmp_path):
-    """Writes past the space left fail with ENOSPC at write time (never acknowledged and
-    lost at the next commit); the mount goes on, and freeing space makes room again."""
+    """Writes past the space left fail with ENOSPC when they reach the daemon: with the
+    writeback cache that is the fsync (or close) that writes the pages back, never later
+    (nothing acknowledged is lost at the next commit); the mount goes on, and freeing
+    space makes room again."""
     image = mkfs(tmp_path / "small.img", "64M")
     mnt = tmp_path / "mnt"
     with Mount(image, mnt, "commit=0.5") as m:
@@ -252,6 +254,7 @@ def test_full_device_gives_enospc(tmp_path):
                 for _ in range(100):
                     f.write(os.urandom(1 << 20))          # unique: dedup stores repeats once
                     f.flush()
+                    os.fsync(f.fileno())
                     written += 1 << 20
         assert e.value.errno == errno.ENOSPC
         assert 16 << 20 <= written < 64 << 20
