@@ -313,14 +313,14 @@ def tree_logical_bytes(engine, root):
     """Sum of regular file sizes in an FS tree (for entries committed without a count)."""
     import stat
 
-    from .format.items import unpack_inode
+    from .format.items import NAMESPACE_END, key_type, unpack_inode
     from .tree import Tree
 
     if not root[0]:
         return 0
     total = 0
-    for key, val in Tree(engine.store, C.TREE_FS, root).scan():
-        if len(key) == 9 and key[8] == C.ITEM_INODE:
+    for key, val in Tree(engine.store, C.TREE_FS, root).scan(b"", NAMESPACE_END):
+        if len(key) == 9 and key_type(key) == C.ITEM_INODE:
             (mode, *_rest), _inline = unpack_inode(val)
             if stat.S_ISREG(mode):
                 total += _rest[4]

@@ -3,21 +3,23 @@ ctrfs/commands/; what every tool shares (parsing, sizes, exit codes, opening dev
 finding mounts) is ctrfs/tool.py."""
 import sys
 
-from .commands import COMMANDS
+from .commands import modules
 from .tool import PROG, ToolParser, run_tool
 
 
-def build_parser():
+def build_parser(argv=None):
+    """The parser, with the subcommands argv needs (every one when argv is None)."""
     p = ToolParser(prog=PROG, description="Manage images and trees on a ctrfs device.")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks for unexpected errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
+    for command in modules([] if argv is None else argv):
         command.add_parser(sub)
     return p
 
 
 def main(argv=None):
-    return run_tool(PROG, build_parser(), lambda args: args.func(args), argv)
+    argv = sys.argv[1:] if argv is None else argv
+    return run_tool(PROG, build_parser(argv), lambda args: args.func(args), argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ each (the figures need per-tree block sets).  Snapshots the catalogue hides (lay
 an image) hold no blocks of their own that their image does not, so they are left out of
 the shared/unique split unless asked for."""
 from .format import constants as C
-from .format.items import INODE_SIZE
+from .format.items import INODE_SIZE, key_type
 from .tree import Tree
 
 
@@ -18,7 +18,7 @@ def tree_usage(engine, root):
     if not root[0]:
         return hashes, inline
     for key, val in Tree(engine.store, C.TREE_FS, root).scan():
-        kind = key[8]
+        kind = key_type(key)
         if kind == C.ITEM_BLOCK:
             hashes.add(bytes(val[8:40]))
         elif kind == C.ITEM_INODE:

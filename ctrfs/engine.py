@@ -2,6 +2,9 @@
 commits atomically (everything new, flush, then the next checkpoint slot, flush)."""
 import time
 import weakref
+from collections import Counter
+
+import numpy as np
 
 from .checkpoint import load_checkpoint, write_checkpoint
 from .cleaner import clean
@@ -85,13 +88,18 @@ class Engine:
         self._recount_pinned()
 
     def _recount_pinned(self):
+        """Usage-table nodes per segment, touching only the segments that held or hold
+        one (a commit's cost must not grow with the number of segments)."""
         log = self.log
-        old = log.pinned.copy()
-        log.pinned[:] = 0
-        for ptr, *_ in self.usage.walk_nodes():
-            log.pinned[log.seg_of(ptr[0])] += 1
-        for s in (old != log.pinned).nonzero()[0]:
-            log.dirty.add(int(s))
+        new = Counter(log.seg_of(ptr[0]) for ptr, *_ in self.usage.walk_nodes())
+        old = getattr(self, "_pinned_at", None)
+        if old is None:
+            old = {int(s): int(log.pinned[s]) for s in np.flatnonzero(log.pinned)}
+        for s in old.keys() | new.keys():
+            if old.get(s, 0) != new.get(s, 0):
+                log.pinned[s] = new.get(s, 0)
+                log.dirty.add(int(s))
+        self._pinned_at = new
 
     # ---- snapshots and trees -------------------------------------------------------------
     def snapshots(self):

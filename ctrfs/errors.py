@@ -28,7 +28,10 @@ class CorruptError(CtrfsError):
 
 
 class UnsupportedError(CorruptError):
-    """A valid structure this version cannot handle (unknown incompat feature bits)."""
+    """A valid structure this version cannot handle (another format version, unknown
+    incompat feature bits): not damage, so an operational error (8) for every tool, as
+    fsck(8) has it for a device it cannot check."""
+    exit_code = EXIT_OPERATIONAL
 
 
 class UsageError(CtrfsError):

@@ -5,7 +5,7 @@ import numpy as np
 
 from .errors import CorruptError
 from .format import constants as C
-from .format.items import BLOCK_KEY_DTYPE, block_key, fs_key
+from .format.items import BLOCK_KEY_DTYPE, block_end, block_key
 from .format.pointer import POINTER_SIZE, pack_pointer, unpack_pointer
 
 
@@ -96,7 +96,7 @@ class FileData:
 
     def _has_blocks(self, ind):
         return bool(self.dirty.get(ind.ino)) or next(
-            iter(self.tree.scan(block_key(ind.ino, 0), fs_key(ind.ino, C.ITEM_BLOCK + 1))), None) is not None
+            iter(self.tree.scan(block_key(ind.ino, 0), block_end(ind.ino))), None) is not None
 
     def _uninline(self, ind):
         data = ind.inline
@@ -119,7 +119,7 @@ class FileData:
             for idx in [i for i in self.dirty.get(ind.ino, {}) if i >= keep]:
                 del self.dirty[ind.ino][idx]
                 self.dirty_bytes -= bs
-            for key in [k for k, _v in self.tree.scan(block_key(ind.ino, keep), fs_key(ind.ino, C.ITEM_BLOCK + 1))]:
+            for key in [k for k, _v in self.tree.scan(block_key(ind.ino, keep), block_end(ind.ino))]:
                 self.tree.delete(key)
             if size % bs:                            # zero the tail of the last block
                 if self.tree.get(block_key(ind.ino, keep - 1)) is not None or keep - 1 in self.dirty.get(ind.ino, {}):

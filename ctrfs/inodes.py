@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from .errors import FsError
 from .format import constants as C
-from .format.items import fs_key, pack_inode, unpack_inode
+from .format.items import NAMESPACE_END, fs_key, inode_ranges, key_type, pack_inode, unpack_inode
 import errno
 
 SUPER_KEY = fs_key(0, C.ITEM_SUPER)
@@ -71,7 +71,7 @@ class InodeTable:
     def live(self):
         """Inodes in the tree (statfs's used inodes), without a scan after the first."""
         if self._live is None:
-            self._live = sum(1 for key, _v in self.tree.scan() if key[8] == C.ITEM_INODE)
+            self._live = sum(1 for key, _v in self.tree.scan(b"", NAMESPACE_END) if key_type(key) == C.ITEM_INODE)
         return self._live
 
     def get(self, ino):
@@ -99,9 +99,8 @@ class InodeTable:
 
     def free(self, ino):
         """Delete every item of the inode (record, xattrs, dirents, block map)."""
-        lo, hi = fs_key(ino, 0), fs_key(ino + 1, 0)
-        for key in [k for k, _v in self.tree.scan(lo, hi)]:
-            if self._live is not None and key[8] == C.ITEM_INODE:
+        for key in [k for lo, hi in inode_ranges(ino) for k, _v in self.tree.scan(lo, hi)]:
+            if self._live is not None and key_type(key) == C.ITEM_INODE:
                 self._live -= 1
             self.tree.delete(key)
         self.tree.delete(orphan_key(ino))

@@ -58,7 +58,7 @@ import threading
 
 from . import catalogue
 from .tool import parse_size
-from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError
+from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError, UnsupportedError
 
 PROG = "mount.ctrfs"
 EXIT_OK, EXIT_USAGE, EXIT_SYSTEM, EXIT_FAILURE = 0, 1, 2, 32
@@ -219,6 +219,8 @@ def open_filesystem(args, cfg):
             read_superblock(dev)
         except NotCtrfsError as exc:
             raise MountError(str(exc)) from None
+        except UnsupportedError as exc:
+            raise MountError(f"{dev_path}: {exc}") from None
         except CorruptError as exc:
             raise MountError(f"{dev_path}: not a ctrfs file system ({exc})") from None
         try:

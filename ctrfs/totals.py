@@ -5,15 +5,15 @@ by fsck when it puts a wrong entry right."""
 import stat
 
 from .format import constants as C
-from .format.items import unpack_inode
+from .format.items import NAMESPACE_END, key_type, unpack_inode
 
 
 def tree_totals(tree):
     """(logical bytes, inodes) of an FS tree: every inode item counts (orphans too), a
     hardlinked file's size once."""
     size = count = 0
-    for key, val in tree.scan():
-        if len(key) > 8 and key[8] == C.ITEM_INODE:
+    for key, val in tree.scan(b"", NAMESPACE_END):
+        if key_type(key) == C.ITEM_INODE:
             count += 1
             fields, _inline = unpack_inode(val)
             if stat.S_ISREG(fields[0]):

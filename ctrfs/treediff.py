@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .errors import CorruptError
 from .format import constants as C
-from .format.items import dirent_key, fs_key, unpack_dirent, unpack_inode
+from .format.items import NAMESPACE_END, dirent_key, fs_key, key_ino, key_type, unpack_dirent, unpack_inode
 from .tree import Tree
 
 DOTDOT = b".."
@@ -206,8 +206,8 @@ class TreeDiff:
 
     def _names_search(self, wanted):
         """{ino: [(dir, name)]} for the inodes in `wanted`, by a pass over the dirents of
-        the new tree; subtrees that hold only one inode's block map (or xattrs) are not
-        read, so the cost is the tree's metadata, not its data."""
+        the new tree; subtrees of block maps (or of one inode's xattrs) are not read, so
+        the cost is the tree's namespace, not its data."""
         found = {ino: [] for ino in wanted}
         if self.new.root is None:
             return found
@@ -238,7 +238,7 @@ class TreeDiff:
             return self._finish({}, {})
         recs, dirents, other = {}, {}, set()
         for key, ov, nv in item_diff(self.store, self.old.root, self.new.root):
-            ino, typ = int.from_bytes(key[:8], "big"), key[8]
+            ino, typ = key_ino(key), key_type(key)
             if typ == C.ITEM_INODE:
                 recs[ino] = (ov, nv)
             elif typ == C.ITEM_DIRENT and key[17:] != DOTDOT:
@@ -370,7 +370,9 @@ class TreeDiff:
 
 
 def _no_dirents(lo, hi):
-    """Whether keys in [lo, hi) can only belong to one inode and not to its dirents."""
+    """Whether keys in [lo, hi) cannot be dirents: block maps only, or one inode's other items."""
+    if lo >= NAMESPACE_END:
+        return True
     if hi is None or len(lo) < 9 or lo[:8] != hi[:8]:
         return False
     return lo[8] > C.ITEM_DIRENT or hi <= lo[:8] + bytes((C.ITEM_DIRENT,))

@@ -1,6 +1,6 @@
 """Every on-disk constant of ctrfs, in one place (spec/FORMAT.md repeats them)."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Magics (8 bytes for whole-block structures, 4 for tree nodes).  A test keeps them unique.
 SUPERBLOCK_MAGIC = b"CTRFS\x00SB"
@@ -52,21 +52,28 @@ BLOCK_KINDS = (BLOCK_DATA, BLOCK_NODE, BLOCK_SYSNODE)
 
 # blake3 derive_key contexts: domain separation between object kinds.  No device
 # UUID goes in, so equal blocks have equal addresses on every device.
-HASH_CONTEXT_DATA = "ctrfs v1 data block"
-HASH_CONTEXT_NODE = "ctrfs v1 tree node"
-HASH_CONTEXT_CALOG = "ctrfs v1 ca log"
+HASH_CONTEXT_DATA = "ctrfs v2 data block"
+HASH_CONTEXT_NODE = "ctrfs v2 tree node"
+HASH_CONTEXT_CALOG = "ctrfs v2 ca log"
 CALOG_LIMIT = 4096                    # CA log entries before a commit merges them into the CA tree
 HASH_SIZE = 32
 HASH_PREFIX_SIZE = 12                 # bytes of the hash kept in a segment summary entry
 
-# FS tree item types: the byte after the inode number in every FS tree key.
+# FS tree keys are (ino field u64 BE, item type u8, subkey).  The ino field's top bit is
+# the key class: clear for the namespace (super, inodes, xattrs, dirents, image metadata),
+# set for block maps (type >= ITEM_BLOCK, the last type), so every block-map item sorts
+# after every namespace item and a walk reads namespace leaves only.
+KEY_CLASS_DATA = 1 << 63              # ino field bit of ITEM_BLOCK keys; clear in every other key
+MAX_INO = KEY_CLASS_DATA - 1          # largest inode number (the class bit is not part of it)
+
+# FS tree item types: the byte after the ino field in every FS tree key.
 ITEM_SUPER = 0       # key (0, ITEM_SUPER): per-tree counters (next inode number)
 ITEM_INODE = 1
 ITEM_XATTR = 2
 ITEM_DIRENT = 3
-ITEM_BLOCK = 4
-ITEM_IMAGE = 5       # key (0, ITEM_IMAGE, subkey): OCI image metadata of the tree (format/image.py)
-ITEM_TYPES = (ITEM_SUPER, ITEM_INODE, ITEM_XATTR, ITEM_DIRENT, ITEM_BLOCK, ITEM_IMAGE)
+ITEM_IMAGE = 4       # key (0, ITEM_IMAGE, subkey): OCI image metadata of the tree (format/image.py)
+ITEM_BLOCK = 5       # the last type: its keys (and bounds past it) carry KEY_CLASS_DATA
+ITEM_TYPES = (ITEM_SUPER, ITEM_INODE, ITEM_XATTR, ITEM_DIRENT, ITEM_IMAGE, ITEM_BLOCK)
 
 # ITEM_IMAGE subkeys (the byte after the item type).
 IMAGE_CONFIG = 0x43                   # 'C' + piece number (u32 BE): the OCI config JSON, in pieces

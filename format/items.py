@@ -1,7 +1,12 @@
 """Keys and values of the items stored in the trees.
 
-FS tree keys are (ino u64 big-endian, item type u8, subkey), so one inode's items sort
-together and numerically.  Values are little-endian like every other structure."""
+FS tree keys are (ino field u64 big-endian, item type u8, subkey).  The ino field is the
+inode number, with the class bit KEY_CLASS_DATA set when the type is ITEM_BLOCK (the
+last type; a range bound fs_key(ino, ITEM_BLOCK + 1) carries it too), clear otherwise:
+namespace items (super, inode, xattrs, dirents, image metadata) sort by inode and type
+before every block map, and block maps sort by inode and block index after them.  Code
+outside format/ builds and reads keys through the helpers below.  Values
+are little-endian like every other structure."""
 import struct
 
 import blake3
@@ -89,12 +94,56 @@ assert RemapEntry.sizeof() == REMAP_ENTRY_SIZE
 
 
 # ---- FS tree keys -------------------------------------------------------------
+KEY_TYPE = 8                         # offset of the item type byte in an FS tree key
+KEY_SUB = 9                          # offset of the subkey
+NAMESPACE_END = C.KEY_CLASS_DATA.to_bytes(8, "big")   # first key past the namespace
+_BLOCK_TYPE = bytes((C.ITEM_BLOCK,))
+
+
+def _ino_field(ino: int, item: int) -> bytes:
+    return (ino | C.KEY_CLASS_DATA if item >= C.ITEM_BLOCK else ino).to_bytes(8, "big")
+
+
 def fs_key(ino: int, item: int, sub: bytes = b"") -> bytes:
-    return ino.to_bytes(8, "big") + bytes((item,)) + sub
+    return _ino_field(ino, item) + bytes((item,)) + sub
+
+
+def item_range(ino: int, item: int):
+    """(lo, hi): the keys of one inode's items of one type."""
+    field = _ino_field(ino, item)
+    return field + bytes((item,)), field + bytes((item + 1,))
+
+
+def inode_ranges(ino: int):
+    """The two key ranges holding every item of one inode: its namespace items, its block map."""
+    return ((ino.to_bytes(8, "big"), (ino + 1).to_bytes(8, "big")),
+            ((ino | C.KEY_CLASS_DATA).to_bytes(8, "big"), ((ino + 1) | C.KEY_CLASS_DATA).to_bytes(8, "big")))
 
 
 def block_key(ino: int, index: int) -> bytes:
-    return ino.to_bytes(8, "big") + b"\x04" + index.to_bytes(8, "big")
+    return (ino | C.KEY_CLASS_DATA).to_bytes(8, "big") + _BLOCK_TYPE + index.to_bytes(8, "big")
+
+
+def block_end(ino: int) -> bytes:
+    """First key after every block-map item of ino."""
+    return item_range(ino, C.ITEM_BLOCK)[1]
+
+
+def key_ino(key) -> int:
+    """Inode number of an FS tree key (either class)."""
+    return int.from_bytes(key[:8], "big") & C.MAX_INO
+
+
+def key_type(key) -> int:
+    return key[KEY_TYPE]
+
+
+def is_block_key(key) -> bool:
+    return len(key) > KEY_TYPE and key[KEY_TYPE] == C.ITEM_BLOCK
+
+
+def block_index(key) -> int:
+    return int.from_bytes(key[KEY_SUB:KEY_SUB + 8], "big")
 
 
 # block_key's layout as a numpy dtype: a run of block-map keys decoded in one call.
@@ -111,10 +160,15 @@ def dirent_key(dir_ino: int, name: bytes) -> bytes:
     return fs_key(dir_ino, C.ITEM_DIRENT, name_hash(name).to_bytes(8, "big") + name)
 
 
+_NAMESPACE_TYPES = frozenset(t for t in C.ITEM_TYPES if t != C.ITEM_BLOCK)
+
+
 def split_fs_key(key: bytes):
-    if len(key) < 9 or key[8] not in C.ITEM_TYPES:
+    """(ino, item type, subkey); CorruptError unless the type is known and the class bit is
+    set exactly for block-map items."""
+    if len(key) < 9 or not (key[8] == C.ITEM_BLOCK if key[0] & 0x80 else key[8] in _NAMESPACE_TYPES):
         raise CorruptError(f"FS tree: malformed key {key.hex()}")
-    return int.from_bytes(key[:8], "big"), key[8], key[9:]
+    return int.from_bytes(key[:8], "big") & C.MAX_INO, key[8], key[9:]
 
 
 def remap_key(tree_hash8: bytes, visible_ino: int) -> bytes:

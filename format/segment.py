@@ -34,6 +34,9 @@ SummaryEntry = Struct(
 )
 SUMMARY_ENTRY_SIZE = 16
 assert SummaryEntry.sizeof() == SUMMARY_ENTRY_SIZE
+_ENTRY = struct.Struct(f"<BB2x{C.HASH_PREFIX_SIZE}s")   # (kind, owner, hash prefix) of a SummaryEntry
+assert _ENTRY.size == SUMMARY_ENTRY_SIZE
+_KINDS = frozenset(C.BLOCK_KINDS)
 
 Summary = Struct(
     "header" / SummaryHeader,        # count = number of entries
@@ -69,15 +72,13 @@ def decode_summary(raw) -> dict:
         raise CorruptError(f"log unit summary truncated: {len(raw)} bytes")
     if raw[:8] != C.SUMMARY_MAGIC:
         raise CorruptError("log unit summary: bad magic")
-    hdr = SummaryHeader.parse(raw[:SUMMARY_HEADER_SIZE])
-    end = SUMMARY_HEADER_SIZE + hdr.count * SUMMARY_ENTRY_SIZE
-    if hdr.count == 0 or end > len(raw):
-        raise CorruptError(f"log unit summary: bad entry count {hdr.count}")
-    check_crc(raw, end, CRC_OFFSET, hdr.crc32c, "log unit summary")
-    entries = []
-    for pos in range(SUMMARY_HEADER_SIZE, end, SUMMARY_ENTRY_SIZE):
-        kind, owner = raw[pos], raw[pos + 1]
-        if kind not in C.BLOCK_KINDS:
-            raise CorruptError(f"log unit summary: bad block kind {kind}")
-        entries.append((kind, owner, raw[pos + 4:pos + 16]))
-    return dict(unit_seq=hdr.unit_seq, commit_seq=hdr.commit_seq, segment=hdr.segment, entries=entries)
+    _magic, unit_seq, commit_seq, segment, count, _r, crc, _r2 = _HEADER.unpack_from(raw)
+    end = SUMMARY_HEADER_SIZE + count * SUMMARY_ENTRY_SIZE
+    if count == 0 or end > len(raw):
+        raise CorruptError(f"log unit summary: bad entry count {count}")
+    check_crc(raw, end, CRC_OFFSET, crc, "log unit summary")
+    entries = list(_ENTRY.iter_unpack(raw[SUMMARY_HEADER_SIZE:end]))
+    bad = {kind for kind, _o, _p in entries} - _KINDS
+    if bad:
+        raise CorruptError(f"log unit summary: bad block kind {min(bad)}")
+    return dict(unit_seq=unit_seq, commit_seq=commit_seq, segment=segment, entries=entries)

@@ -57,7 +57,8 @@ def decode_superblock(raw) -> dict:
     if unknown:
         raise UnsupportedError(f"superblock has unknown incompatible features {unknown:#x}")
     if sb.version != C.FORMAT_VERSION:
-        raise UnsupportedError(f"format version {sb.version} not supported (want {C.FORMAT_VERSION})")
+        raise UnsupportedError(f"format version {sb.version} is not supported: this ctrfs reads version "
+                               f"{C.FORMAT_VERSION} only (make the device again with mkfs.ctrfs and import its images)")
     check_geometry(sb)
     return dict((k, v) for k, v in sb.items() if not k.startswith("_"))
 

@@ -15,6 +15,7 @@ What is checked against what (spec/DESIGN.md has the why):
 - per FS tree: link counts, '..' entries, unreachable inodes, dangling entries, orphan
   records, malformed items; each image's recorded size and inode count; with verify_data, the blake3 of every data block."""
 import logging
+from collections import Counter
 
 from ..checkpoint import read_slots
 from ..device import Device
@@ -78,7 +79,8 @@ class Checker(TreeChecks, SpaceChecks, TotalsChecks):
         self.fs_nodes = {}            # hash -> NodeInfo | BadNode (distinct FS nodes)
         self.tree_leaves = {}         # root hash -> [NodeInfo] leaves in key order
         self.tree_bad = {}            # root hash -> structural problems met walking it
-        self.refs = {}                # hash -> pointers found (+ snapshot roots)
+        self.refs = Counter()         # hash -> pointers found (+ snapshot roots)
+        self.bulk_pointers = []       # (hashes, paddrs) of block-map leaves, counted at the end of the walk
         self.ref_kind = {}            # hash -> BLOCK_NODE / BLOCK_DATA, as the pointers say
         self.data_hints = {}          # data hash -> a paddr hint from one pointer
         self.stale_hints = 0
@@ -267,7 +269,8 @@ class Checker(TreeChecks, SpaceChecks, TotalsChecks):
             for leaf in leaves:
                 facts = self._facts.get(id(leaf))
                 if facts is None:
-                    facts = self._facts[id(leaf)] = parse_leaf(leaf.keys, leaf.vals)
+                    facts = self._facts[id(leaf)] = (parse_leaf(None, None, leaf.fixed) if leaf.fixed is not None
+                                                     else parse_leaf(leaf.keys, leaf.vals))
                 ns.add(facts)
             names = [n for n, e in sorted(self.snapshots.items()) if e["root"][1] == digest]
             label = "tree " + ", ".join(n.decode(errors="replace") for n in names)
@@ -330,8 +333,6 @@ def check_engine(engine):
 def check_device(device, *, repair="n", verify_data=False, progress=None):
     """Check (and with repair="p" or "y", repair) a device given by path or as an open
     Device/MemoryDevice.  Returns an FsckResult."""
-    from .repair import repair_device   # repair imports this module
-
     if repair not in ("n", "p", "y"):
         raise ValueError(f"repair must be 'n', 'p' or 'y', not {repair!r}")
     own = isinstance(device, (str, bytes)) or hasattr(device, "__fspath__")
@@ -343,6 +344,9 @@ def check_device(device, *, repair="n", verify_data=False, progress=None):
             return FsckResult([], [], 0, checker.notes, checker=checker)
         if repair == "n" or dev.readonly:
             return FsckResult(problems, problems, 4, checker.notes, checker=checker)
+        # Imported here, not at the top: repair imports this module, and a check that
+        # finds nothing to repair (most runs) does not load the engine for it.
+        from .repair import repair_device
         return repair_device(dev, checker, repair, verify_data=verify_data, progress=progress)
     finally:
         if own:

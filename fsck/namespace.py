@@ -8,10 +8,12 @@ for the repair kinds allowed, the tree edits that fix them.  Nothing here does I
 import stat
 import time
 
+import numpy as np
+
 from .. import acl
 from ..errors import CorruptError, FsError
 from ..format import constants as C
-from ..format.items import (BLOCK_ENTRY_SIZE, SUPER_SIZE, dirent_key, fs_key, name_hash,
+from ..format.items import (BLOCK_ENTRY_SIZE, NAMESPACE_END, SUPER_SIZE, block_index, dirent_key, key_ino, fs_key, name_hash,
                             pack_dirent, pack_inode, split_fs_key, unpack_dirent, unpack_inode)
 from ..format.image import check_image_item
 
@@ -31,16 +33,39 @@ S_IFMT, S_IFDIR = 0o170000, stat.S_IFDIR
 _BLOCK, _DIRENT = C.ITEM_BLOCK, C.ITEM_DIRENT
 
 
-def parse_leaf(keys, vals):
+def block_map_rows(fixed):
+    """Whether every item of a fixed-size leaf is a well-formed block-map item (the shape
+    parse_leaf's fast path takes one by one), judged on the whole array at once."""
+    if fixed.klen != 17 or fixed.vlen != BLOCK_ENTRY_SIZE:
+        return False
+    rows = fixed.column(0, 9)
+    return bool((rows[:, 8] == _BLOCK).all() and (rows[:, 0] >= 0x80).all()
+                and (fixed.u64(0, ">") != C.KEY_CLASS_DATA).all())
+
+
+def parse_leaf(keys, vals, fixed=None):
     """Facts of one FS leaf: (tag, ...) tuples.  Block map items, the bulk of a tree, are
-    summed per inode into one (F_BLOCKS, ino, count, highest index) fact."""
+    summed per inode into one (F_BLOCKS, ino, count, highest index) fact; a leaf of block
+    map items only (format.leafarray.FixedLeaf) is summed as arrays."""
+    if fixed is not None and block_map_rows(fixed):
+        inos = fixed.u64(0, ">") & C.MAX_INO
+        index = fixed.u64(9, ">")
+        if inos[0] == inos[-1]:               # keys sort by inode, then index: one file
+            return [(F_BLOCKS, int(inos[0]), len(inos), int(index[-1]))]
+        ends = np.append(np.flatnonzero(inos[1:] != inos[:-1]), len(inos) - 1)
+        starts = np.append(0, ends[:-1] + 1)
+        return [(F_BLOCKS, i, n, x) for i, n, x in
+                zip(inos[ends].tolist(), (ends - starts + 1).tolist(), index[ends].tolist())]
+    if fixed is not None:
+        keys, vals = fixed.keys(), fixed.vals()
     out = []
     blocks = {}
     for key, val in zip(keys, vals):
         # Fast path for well-formed block items; everything else gets the full judgement.
-        if len(key) == 17 and key[8] == _BLOCK and len(val) == BLOCK_ENTRY_SIZE and key[:8] != _ZERO_INO:
-            ino = int.from_bytes(key[:8], "big")
-            idx = int.from_bytes(key[9:], "big")
+        if (len(key) == 17 and key[8] == _BLOCK and len(val) == BLOCK_ENTRY_SIZE and key[0] & 0x80
+                and key[:8] != NAMESPACE_END):
+            ino = key_ino(key)
+            idx = block_index(key)
             have = blocks.get(ino)
             blocks[ino] = (1, idx) if have is None else (have[0] + 1, idx if idx > have[1] else have[1])
             continue
@@ -51,9 +76,6 @@ def parse_leaf(keys, vals):
     for ino, (n, last) in blocks.items():
         out.append((F_BLOCKS, ino, n, last))
     return out
-
-
-_ZERO_INO = bytes(8)
 
 
 def _fact(key, val):

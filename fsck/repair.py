@@ -22,7 +22,7 @@ from ..engine import Engine
 from ..errors import CorruptError, CtrfsError
 from ..format import constants as C
 from ..format.checksum import data_hash
-from ..format.items import block_key, fs_key, pack_snap
+from ..format.items import block_end, block_index, block_key, item_range, key_ino, key_type, pack_snap
 from ..format.node import value_has_pointer
 from ..format.pointer import NULL_POINTER
 from ..format.segment import decode_summary
@@ -376,10 +376,10 @@ class Repair:
             drop = set(plan.drop_inos)
             trims = dict(plan.trims)
             for key in list(items):
-                ino, item = int.from_bytes(key[:8], "big"), key[8]
+                ino, item = key_ino(key), key_type(key)
                 if ino in drop and item in (C.ITEM_XATTR, C.ITEM_BLOCK):
                     del items[key]
-                elif item == C.ITEM_BLOCK and ino in trims and int.from_bytes(key[9:17], "big") >= trims[ino]:
+                elif item == C.ITEM_BLOCK and ino in trims and block_index(key) >= trims[ino]:
                     del items[key]
         tree = Tree(self.engine.store, C.TREE_FS, None)
         tree.bulk_load(sorted(items.items()))
@@ -394,10 +394,10 @@ def apply_edits(tree, plan):
             tree.put(key, val)
     for ino in plan.drop_inos:
         for item in (C.ITEM_XATTR, C.ITEM_BLOCK):
-            for key in [k for k, _v in tree.scan(fs_key(ino, item), fs_key(ino, item + 1))]:
+            for key in [k for k, _v in tree.scan(*item_range(ino, item))]:
                 tree.delete(key)
     for ino, first in plan.trims:
-        for key in [k for k, _v in tree.scan(block_key(ino, first), fs_key(ino, C.ITEM_BLOCK + 1))]:
+        for key in [k for k, _v in tree.scan(block_key(ino, first), block_end(ino))]:
             tree.delete(key)
 
 

@@ -105,8 +105,7 @@ class SpaceChecks:
             self.progress.update()
             units, why = self.log_units(s)
             for base, unit in units:
-                for i, entry in enumerate(unit["entries"]):
-                    described[base + i] = entry
+                described.update(zip(range(base, base + len(unit["entries"])), unit["entries"]))
             if why:
                 self.bad_units[s] = why
         undescribed, owners = {}, {}

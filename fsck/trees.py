@@ -3,16 +3,22 @@ tree (each distinct node once), the pointers between them, the reference counts 
 pointers imply, and with --verify-data the blake3 of every data block.  A mixin of
 `checks.Checker`; the walks record what they find for the later checks and the repair."""
 import logging
+from itertools import compress, repeat
+from operator import itemgetter, ne
+
+import numpy as np
 
 from ..errors import CorruptError, UsageError
 from ..format import constants as C
 from ..format.calog import decode_calog
 from ..format.checksum import calog_hash, data_hash
-from ..format.items import unpack_ca, unpack_snap, unpack_usage
+from ..format.items import CA_ENTRY_SIZE, unpack_ca, unpack_snap, unpack_usage
+from .namespace import block_map_rows
 from .walk import BadNode, NodeInfo, walk_tree
 
 log = logging.getLogger("ctrfs.fsck")
 
+_PADDR, _REFCOUNT = itemgetter(0), itemgetter(1)   # of a CA entry
 KIND_NAMES = {C.BLOCK_DATA: "data", C.BLOCK_NODE: "node", C.BLOCK_SYSNODE: "system node"}
 SYSTEM_TREES = ((C.TREE_SNAP, "snap_root", "snapshot table", "salvage"),
                 (C.TREE_CA, "ca_root", "content-address index", "refcount"),
@@ -43,12 +49,15 @@ class TreeChecks:
             def visit(p, info, first, kind=kind):
                 self.progress.update()
                 if isinstance(info, NodeInfo):
-                    self.sysnodes.append((kind, info.paddr, p[1], info.level, bytes(info.keys[0])))
+                    self.sysnodes.append((kind, info.paddr, p[1], info.level, bytes(info.lo_key)))
 
             for leaf in walk_tree(self.reader, kind, ptr, visit=visit, problem=problem)[0]:
-                items = zip(leaf.keys, leaf.vals)
+                if kind == C.TREE_CA and leaf.fixed is not None:
+                    items = self._ca_rows(leaf.fixed)  # the well-formed majority, as arrays
+                else:
+                    items = zip(leaf.keys, leaf.vals)
                 if kind == C.TREE_CA:
-                    items = self._ca_items(items)      # the well-formed majority, fast
+                    items = self._ca_items(items)
                 for key, val in items:
                     try:
                         self._system_item(kind, bytes(key), bytes(val))
@@ -101,6 +110,29 @@ class TreeChecks:
                 self.ca.pop(h, None)
             else:
                 self.ca[h] = e
+
+    def _ca_rows(self, fixed):
+        """Store the well-formed CA entries of a fixed-size leaf in bulk; return the other
+        items, for _ca_items and _system_item to judge one by one."""
+        keys = fixed.keys()
+        if fixed.klen != C.HASH_SIZE or fixed.vlen != CA_ENTRY_SIZE:
+            return zip(keys, fixed.vals())
+        lg = self.log
+        paddr, kind = fixed.u64(C.HASH_SIZE), fixed.column(C.HASH_SIZE + 12, 1).ravel()
+        ref = np.ascontiguousarray(fixed.column(C.HASH_SIZE + 8, 4)).view("<u4").ravel()
+        ok = (((kind == C.BLOCK_DATA) | (kind == C.BLOCK_NODE)) & (paddr >= lg.first)
+              & (paddr < lg.first + lg.nsegs * lg.seg_blocks))
+        entries = zip(paddr.tolist(), ref.tolist(), kind.tolist())
+        if ok.all():
+            self.ca.update(zip(keys, entries))
+            return ()
+        vals, rest = fixed.vals(), []
+        for i, (e, good) in enumerate(zip(entries, ok.tolist())):
+            if good:
+                self.ca[keys[i]] = e
+            else:
+                rest.append((keys[i], vals[i]))
+        return rest
 
     def _ca_items(self, items):
         """Store the well-formed CA entries; yield the others for _system_item to judge."""
@@ -159,6 +191,7 @@ class TreeChecks:
             if not e["root"][0]:
                 self.tree_leaves.setdefault(e["root"][1], [])
         locate = lambda h: self.ca[h][0] if h in self.ca else None  # noqa: E731
+        self.reader.prefetch(e[0] for e in self.ca.values() if e[2] == C.BLOCK_NODE)
         for digest, (ptr, names) in self.roots().items():
             label = "tree " + ", ".join(n.decode(errors="replace") for n in names)
             def problem(msg, label=label):
@@ -167,6 +200,7 @@ class TreeChecks:
             self.tree_leaves[digest], self.tree_bad[digest] = walk_tree(
                 self.reader, C.TREE_FS, ptr, seen=self.fs_nodes, locate=locate, visit=self._fs_visit,
                 problem=problem)
+        self._count_bulk_pointers()
         bad = sum(1 for i in self.fs_nodes.values() if isinstance(i, BadNode))
         self.note(f"{len(self.fs_nodes)} distinct FS tree nodes, {bad} unreadable")
 
@@ -188,6 +222,11 @@ class TreeChecks:
         if isinstance(info, BadNode):
             return
         refs, kinds, ca = self.refs, self.ref_kind, self.ca
+        if info.fixed is not None and block_map_rows(info.fixed):
+            hashes = info.fixed.chunks(17 + 8, C.HASH_SIZE)      # a leaf of block maps: as arrays
+            refs.update(hashes)
+            self.bulk_pointers.append((hashes, info.fixed.u64(17).tolist()))
+            return
         if info.level > 0:
             kind, pointers = C.BLOCK_NODE, info.vals
         else:
@@ -204,6 +243,24 @@ class TreeChecks:
                 self.stale_hints += 1
             if kind == C.BLOCK_DATA:
                 hints.setdefault(digest, paddr)
+
+    def _count_bulk_pointers(self):
+        """Kinds and stale hints of the block-map leaves' pointers, by whole dicts (their
+        paddr hints are looked up only when `locate` needs one)."""
+        kinds, ca = self.ref_kind, self.ca
+        found = {}
+        for hashes, _paddrs in self.bulk_pointers:
+            found.update(dict.fromkeys(hashes, C.BLOCK_DATA))
+        for digest in [h for h, k in kinds.items() if k != C.BLOCK_DATA and h in found]:
+            self._kind_clash(digest, kinds[digest], C.BLOCK_DATA)
+        found.update(kinds)          # the kind seen first stays
+        kinds.update(found)
+        none = (None,)
+        for hashes, paddrs in self.bulk_pointers:
+            try:        # C-level maps; a hash missing from the index (damage) takes the slow way
+                self.stale_hints += sum(map(ne, paddrs, map(_PADDR, map(ca.__getitem__, hashes))))
+            except KeyError:
+                self.stale_hints += sum(1 for h, p in zip(hashes, paddrs) if ca.get(h, none)[0] not in (None, p))
 
     # ---- pointers and reference counts ------------------------------------------------------------
     def check_pointers(self):
@@ -240,6 +297,9 @@ class TreeChecks:
             info = self.fs_nodes.get(digest)
             return info.paddr if isinstance(info, NodeInfo) else None
         paddr = self.data_hints.get(digest)
+        if paddr is None:
+            paddr = next((p for hashes, paddrs in self.bulk_pointers for h, p in zip(hashes, paddrs)
+                          if h == digest), None)
         try:
             if paddr is not None and data_hash(self.reader.read_block(paddr)) == digest:
                 return paddr
@@ -251,8 +311,10 @@ class TreeChecks:
         log.info("Checking reference counts")
         incomplete = any(isinstance(i, BadNode) for i in self.fs_nodes.values())
         skipped = 0
-        refs = self.refs
-        for digest, (paddr, ref, kind) in self.ca.items():       # in hash order: the CA tree's
+        refs, ca = self.refs, self.ca
+        found = map(refs.get, ca.keys(), repeat(0))
+        differ = compress(ca.items(), map(ne, found, map(_REFCOUNT, ca.values())))
+        for digest, (paddr, ref, kind) in differ:       # in hash order: the CA tree's
             want = refs.get(digest, 0)
             if want == ref:
                 continue

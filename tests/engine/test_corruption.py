@@ -23,7 +23,7 @@ from ctrfs.format import constants as C
 from ctrfs.format.checkpoint import CRC_OFFSET as CP_CRC_OFFSET
 from ctrfs.format.checkpoint import TAIL_SIZE
 from ctrfs.format.calog import CALOG_ENTRY_SIZE, CALOG_HEADER_SIZE
-from ctrfs.format.items import unpack_ca
+from ctrfs.format.items import block_key, unpack_ca
 from ctrfs.format.segment import SUMMARY_ENTRY_SIZE, SUMMARY_HEADER_SIZE, decode_summary
 from ctrfs.format.superblock import SUPERBLOCK_SIZE, decode_superblock
 from ctrfs.mkfs.geometry import make_filesystem
@@ -204,7 +204,7 @@ def test_flipped_data_block_gives_eio_on_read(image):
     engine = Engine.open(MemoryDevice(bytearray(image.data), readonly=True))
     fs = FileSystem(engine, C.DEFAULT_TREE_NAME, writable=False)
     ino = fs.lookup(C.ROOT_INO, b"big")
-    key = fs.tree.get(bytes(ino.to_bytes(8, "big")) + bytes((C.ITEM_BLOCK,)) + (1).to_bytes(8, "big"))
+    key = fs.tree.get(block_key(ino, 1))
     paddr = engine.ca.get(bytes(key[8:40]))[0]
     dev = flipped(image, paddr, 12345)
     fs = FileSystem(Engine.open(dev), C.DEFAULT_TREE_NAME, writable=False)

@@ -2,7 +2,7 @@
 pins, key layout and order, and the codecs' refusals."""
 import blake3
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ctrfs.errors import CorruptError
@@ -99,24 +99,63 @@ def test_totality(unpack, raw):
 
 
 # ---- keys ------------------------------------------------------------------------------------------
-@given(U64, st.sampled_from(C.ITEM_TYPES), st.binary(max_size=40))
+INO = st.integers(0, C.MAX_INO)
+NAMESPACE_TYPES = [t for t in C.ITEM_TYPES if t != C.ITEM_BLOCK]
+
+
+@given(INO, st.sampled_from(C.ITEM_TYPES), st.binary(max_size=40))
+@example(C.MAX_INO, C.ITEM_BLOCK, bytes(8))
+@example(0, C.ITEM_SUPER, b"")
 def test_fs_key_layout(ino, item, sub):
     key = I.fs_key(ino, item, sub)
-    assert key == ino.to_bytes(8, "big") + bytes([item]) + sub
+    field = ino | C.KEY_CLASS_DATA if item == C.ITEM_BLOCK else ino
+    assert key == field.to_bytes(8, "big") + bytes([item]) + sub
     assert I.split_fs_key(key) == (ino, item, sub)
+    assert I.key_ino(key) == ino and I.key_type(key) == item
+    assert I.is_block_key(key) == (item == C.ITEM_BLOCK)
 
 
-@given(U64, U64, U64, U64)
+@given(INO, U64, INO, U64)
 def test_block_keys_sort_numerically(ino_a, idx_a, ino_b, idx_b):
     a, b = I.block_key(ino_a, idx_a), I.block_key(ino_b, idx_b)
     assert a == I.fs_key(ino_a, C.ITEM_BLOCK, idx_a.to_bytes(8, "big"))
     assert (a < b) == ((ino_a, idx_a) < (ino_b, idx_b))
+    assert I.block_index(a) == idx_a
+    lo, hi = I.item_range(ino_a, C.ITEM_BLOCK)
+    assert lo <= a < hi == I.block_end(ino_a)
 
 
-@given(U64, U64, st.sampled_from(C.ITEM_TYPES), st.sampled_from(C.ITEM_TYPES))
-def test_fs_keys_group_by_inode_then_item_type(ino_a, ino_b, item_a, item_b):
-    a, b = I.fs_key(ino_a, item_a), I.fs_key(ino_b, item_b)
-    assert (a < b) == ((ino_a, item_a) < (ino_b, item_b))
+@given(INO, INO, st.sampled_from(NAMESPACE_TYPES), st.sampled_from(NAMESPACE_TYPES), st.binary(max_size=20))
+def test_namespace_keys_group_by_inode_then_item_type(ino_a, ino_b, item_a, item_b, sub):
+    a, b = I.fs_key(ino_a, item_a, sub), I.fs_key(ino_b, item_b)
+    if (ino_a, item_a) != (ino_b, item_b):
+        assert (a < b) == ((ino_a, item_a) < (ino_b, item_b))
+    assert a < I.NAMESPACE_END
+    lo, hi = I.item_range(ino_a, item_a)
+    assert lo <= a < hi
+
+
+@given(INO, st.sampled_from(NAMESPACE_TYPES), st.binary(max_size=40), INO, U64)
+def test_every_block_map_sorts_after_the_namespace(ino, item, sub, block_ino, index):
+    """Format version 2: a walk (namespace keys only) never meets a block-map leaf."""
+    assert I.fs_key(ino, item, sub) < I.NAMESPACE_END <= I.block_key(block_ino, index)
+
+
+@given(INO, st.sampled_from(C.ITEM_TYPES), st.binary(max_size=20))
+def test_inode_ranges_hold_exactly_that_inodes_items(ino, item, sub):
+    key = I.fs_key(ino, item, sub)
+    ranges = I.inode_ranges(ino)
+    assert sum(lo <= key < hi for lo, hi in ranges) == 1
+    for other in {max(ino - 1, 0), min(ino + 1, C.MAX_INO)} - {ino}:
+        assert not any(lo <= I.fs_key(other, item, sub) < hi for lo, hi in ranges)
+
+
+@given(INO, st.sampled_from(C.ITEM_TYPES), st.binary(max_size=20))
+def test_a_key_with_the_wrong_class_bit_is_corrupt(ino, item, sub):
+    key = bytearray(I.fs_key(ino, item, sub))
+    key[0] ^= 0x80
+    with pytest.raises(CorruptError, match="malformed key"):
+        I.split_fs_key(bytes(key))
 
 
 @given(U64, st.binary(min_size=1, max_size=C.NAME_MAX))

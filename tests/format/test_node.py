@@ -58,7 +58,7 @@ def reference_hash(tree, level, keys, vals):
             if tree == C.TREE_FS and len(k) > 8 and k[8] == C.ITEM_BLOCK:
                 v = bytes(8) + v[8:]
             parts += [len(k).to_bytes(2, "little"), len(v).to_bytes(2, "little"), k, v]
-    return blake3.blake3(b"".join(parts), derive_key_context="ctrfs v1 tree node").digest()
+    return blake3.blake3(b"".join(parts), derive_key_context="ctrfs v2 tree node").digest()
 
 
 def payload_end(block):
@@ -148,7 +148,7 @@ def test_hash_ignores_paddr_hints(node, paddr):
     if level:
         moved = [(paddr, h) for _p, h in vals]
     else:
-        moved = [paddr.to_bytes(8, "little") + v[8:] if tree == C.TREE_FS and k[8:9] == b"\x04" else v
+        moved = [paddr.to_bytes(8, "little") + v[8:] if tree == C.TREE_FS and k[8:9] == b"\x05" else v
                  for k, v in zip(keys, vals)]
     assert encode_node(tree, level, gen, keys, moved, BS)[1] == digest
 
@@ -159,7 +159,7 @@ def test_hash_covers_keys_and_values(node, data):
     digest = encode_node(tree, level, gen, keys, vals, BS)[1]
     i = data.draw(st.integers(0, len(keys) - 1))
     v = vals[i]
-    is_pointer = tree == C.TREE_FS and keys[i][8:9] == b"\x04"
+    is_pointer = tree == C.TREE_FS and keys[i][8:9] == b"\x05"
     start = 8 if is_pointer else 0
     if len(v) > start:
         pos = data.draw(st.integers(start, len(v) - 1))

@@ -32,7 +32,7 @@ def superblocks(draw):
         mirror_block=device_blocks - 1, created_ns=draw(U64), hash_algo=HASH_ALGO_BLAKE3)
 
 
-SAMPLE = dict(magic=C.SUPERBLOCK_MAGIC, version=1, block_size=4096, compat=0, ro_compat=0,
+SAMPLE = dict(magic=C.SUPERBLOCK_MAGIC, version=C.FORMAT_VERSION, block_size=4096, compat=0, ro_compat=0,
               incompat=C.ALL_INCOMPAT, uuid=bytes(range(16)), label=b"demo".ljust(64, b"\0"),
               segment_blocks=256, reserved0=0, device_blocks=16389, first_segment_block=4,
               segment_count=64, checkpoint_slot_a=1, checkpoint_slot_b=2, mirror_block=16388,
@@ -117,9 +117,10 @@ def test_unknown_compat_and_ro_compat_bits_decode():
     assert decode_superblock(encode_superblock(sb))["ro_compat"] == 1 << 3
 
 
-def test_other_version_refused():
-    with pytest.raises(UnsupportedError, match="format version 2"):
-        decode_superblock(encode_superblock({**SAMPLE, "version": 2}))
+@pytest.mark.parametrize("version", [1, 3])
+def test_other_version_refused(version):
+    with pytest.raises(UnsupportedError, match=f"format version {version} is not supported: this ctrfs reads version 2"):
+        decode_superblock(encode_superblock({**SAMPLE, "version": version}))
 
 
 @pytest.mark.parametrize("field,value", [

@@ -18,7 +18,7 @@ from ctrfs.device import Device
 from ctrfs.engine import Engine
 from ctrfs.filesystem import FileSystem
 from ctrfs.format import constants as C
-from ctrfs.format.items import block_key, fs_key
+from ctrfs.format.items import item_range
 
 
 def populate(root, rng):
@@ -94,7 +94,7 @@ def test_sparse_file_stores_no_holes(image, tmp_path):
     try:
         fs = FileSystem(engine, C.DEFAULT_TREE_NAME, writable=False)
         assert fs.getattr(ino).size == 300 << 20
-        mapped = list(fs.tree.scan(block_key(ino, 0), fs_key(ino, C.ITEM_BLOCK + 1)))
+        mapped = list(fs.tree.scan(*item_range(ino, C.ITEM_BLOCK)))
         assert len(mapped) == 3
     finally:
         engine.close()

@@ -122,7 +122,7 @@ def test_version(tool):
     from ctrfs import __version__
     for flag in ("-V", "--version"):
         res = assert_ok(run(tool, flag))
-        assert res.out == f"{tool} {__version__} (ctrfs format 1)\n", res
+        assert res.out == f"{tool} {__version__} (ctrfs format 2)\n", res
 
 
 # ---- rm and clone ----------------------------------------------------------------------------
