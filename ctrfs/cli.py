@@ -17,7 +17,15 @@ def build_parser():
 
 
 def main(argv=None):
-    return run_tool(PROG, build_parser(), lambda args: args.func(args), argv)
+    from .daemon.tools import forward
+
+    argv = sys.argv[1:] if argv is None else argv
+
+    def body(args):
+        # a device with a daemon: the command runs there, on the daemon's engine
+        code = forward(args, argv)
+        return args.func(args) if code is None else code
+    return run_tool(PROG, build_parser(), body, argv)
 
 
 if __name__ == "__main__":
