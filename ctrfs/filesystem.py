@@ -2,6 +2,7 @@
 data.  Every failure is an FsError carrying the errno a local file system would give."""
 import errno
 import stat
+import weakref
 
 from . import acl
 from .errors import FsError, NoSpaceError
@@ -54,6 +55,7 @@ class FileSystem:
         self.data = FileData(self.tree, engine.store, engine.block_size, dirty_limit)
         self.open_count = {}          # ino -> open handles (an unlinked open file lives on)
         self._room = (0, None)        # (dirty bytes surely storable, log state) for _make_room
+        engine.flushers.append(weakref.WeakMethod(self.data.flush))   # see Engine.commit
         if self.writable:
             for ino in self.inodes.orphans():
                 self.inodes.free(ino)

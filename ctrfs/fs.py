@@ -177,6 +177,10 @@ class Operations(pyfuse3.Operations):
         a.st_ctime_ns = ind.ctime_ns
         return a
 
+    def kernel_ino(self, ino):
+        """The number the kernel knows the inode by (a daemon's view adds its slot)."""
+        return ino
+
     def _ref(self, ind):
         """An entry reply: the kernel's lookup count of ind.ino goes up by one."""
         self._count(ind.ino)
@@ -472,7 +476,7 @@ class Operations(pyfuse3.Operations):
             self._kill_priv(fh, kw)
             if kw:
                 self.fs.setattr(fh, **kw)
-                self.invalidate.attrs(fh)
+                self.invalidate.attrs(self.kernel_ino(fh))
         return n
 
     @handler

@@ -4,9 +4,12 @@
     mount.ctrfs -V | --version
 
 After `make install` (a link in /sbin), `mount -t ctrfs DEVICE DIR -o ...` and fstab
-lines run it.  It opens the device (an exclusive lock for rw, shared for ro), mounts,
-then detaches into the background: errors reach the terminal, and the mount exists
-when the command returns.  `umount DIR`, `fusermount3 -u DIR`, SIGTERM or SIGINT end
+lines run it.  One daemon per device serves every tree mounted from it (ctrfs.daemon):
+the first mount opens the device (an exclusive lock for rw, shared for ro), mounts the
+daemon's FUSE session and detaches it into the background; every mount point is a bind
+mount of one tree of that session, and later mounts of the device ask the running
+daemon for theirs.  Errors reach the terminal, and the mount exists when the command
+returns.  `umount DIR`, `fusermount3 -u DIR`, SIGTERM or SIGINT end
 the daemon, which then commits (a checkpoint) and closes the device.  `umount DIR`
 returns only after that, through the umount.fuse.ctrfs helper (ctrfs.unmount);
 `fusermount3 -u` and signals return at once.
@@ -17,6 +20,8 @@ helper follows the FUSE convention (foreground) instead.
 
 Options (-o, comma-separated, may repeat):
   ro / rw             read-only (the device is opened read-only) or read-write (default)
+  clone=ID            with image=NAME[:TAG] (an image) and rw: mount the writable clone
+                      "@clone/NAME:TAG/ID" instead, created on first use: one per container
   image=NAME[:TAG]    with ro: mount image NAME:TAG itself (immutable; TAG defaults to
                       latest).  With rw: mount the writable clone "@clone/NAME:TAG",
                       created from the image if missing (so every rw mount of the image
@@ -48,7 +53,6 @@ unknown option, missing argument, device not accessible); 2 system error (fork f
 32 mount failure (missing device or mount point, not a ctrfs device, damaged, device
 busy, no such image, FUSE unavailable, the daemon died while starting).
 """
-import ctypes
 import logging
 import logging.handlers
 import os
@@ -56,7 +60,6 @@ import signal
 import sys
 import threading
 
-from . import catalogue
 from .tool import parse_size
 from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError, UnsupportedError
 
@@ -65,7 +68,6 @@ EXIT_OK, EXIT_USAGE, EXIT_SYSTEM, EXIT_FAILURE = 0, 1, 2, 32
 READ_AHEAD_KB = 1024
 DEFAULT_CACHE = 256 << 20
 DEFAULT_COMMIT = 5.0
-MNT_DETACH = 2
 
 KERNEL_OPTIONS = {"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
                   "dirsync", "atime", "noatime", "allow_other", "allow_root", "default_permissions",
@@ -140,6 +142,7 @@ class Config:
     def __init__(self, options, *, sloppy=False, device=""):
         self.readonly = False
         self.image = None
+        self.clone = None
         self.fsync = "ignore"
         self.commit_interval = DEFAULT_COMMIT
         self.cache = DEFAULT_CACHE
@@ -154,6 +157,8 @@ class Config:
             self.readonly = opt == "ro"
         elif key == "image" and eq:
             self.image = val
+        elif key == "clone" and eq:
+            self.clone = val
         elif key == "fsync" and val in ("ignore", "honor"):
             self.fsync = val
         elif key == "commit" and eq:
@@ -198,11 +203,10 @@ class Config:
 
 
 # ---- opening -----------------------------------------------------------------------------------
-def open_filesystem(args, cfg):
-    """Device -> Engine -> FileSystem on the tree the options name (may create a clone)."""
+def open_engine(args, cfg):
+    """The device's Engine (opened and locked as the options say), errors as MountError."""
     from .device import Device
     from .engine import Engine, read_superblock
-    from .filesystem import FileSystem
 
     dev_path = args.device
     if not os.path.exists(dev_path):
@@ -224,17 +228,11 @@ def open_filesystem(args, cfg):
         except CorruptError as exc:
             raise MountError(f"{dev_path}: not a ctrfs file system ({exc})") from None
         try:
-            engine = Engine.open(dev, cache_nodes=max(256, cfg.cache // 2 // 4096))
+            return Engine.open(dev, cache_nodes=max(256, cfg.cache // 2 // 4096))
         except CorruptError as exc:
             raise MountError(f"{dev_path}: {exc} (run fsck.ctrfs)") from None
-        name = catalogue.mount_tree(engine, cfg.image, readonly=cfg.readonly, log=log)
-        return FileSystem(engine, name, writable=not cfg.readonly, dirty_limit=cfg.cache // 2)
-    except catalogue.BadNameError as exc:
-        dev.close()
-        raise MountError(f"{dev_path}: {exc}", EXIT_USAGE) from None
-    except CtrfsError as exc:
-        dev.close()
-        raise MountError(f"{dev_path}: {exc}") from None
+        except CtrfsError as exc:
+            raise MountError(f"{dev_path}: {exc}") from None
     except BaseException:
         dev.close()
         raise
@@ -278,13 +276,6 @@ def raise_read_ahead(mountpoint, kb=READ_AHEAD_KB):
     except OSError as exc:
         log.info("cannot raise the readahead (%s): %s", bdi, exc)
     return st.st_dev
-
-
-def detach(mountpoint):
-    """Lazy unmount of a mount whose daemon is gone."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
-        log.warning("cannot unmount %s: %s", mountpoint, os.strerror(ctypes.get_errno()))
 
 
 def serve(ops, mountpoint, ready=None, source=None):
@@ -357,44 +348,6 @@ def serve(ops, mountpoint, ready=None, source=None):
     return code
 
 
-def daemonize(mountpoint, ops, source):
-    """Fork; the parent returns once the child runs the loop (or reports its death)."""
-    r, w = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        raise MountError(f"cannot fork: {exc.strerror}", EXIT_SYSTEM) from None
-    if pid:
-        os.close(w)
-        with os.fdopen(r, "rb") as pipe:
-            ok = pipe.read(1)
-        if ok == b"1":
-            return EXIT_OK
-        _pid, status = os.waitpid(pid, 0)
-        detach(mountpoint)
-        raise MountError(f"{mountpoint}: the file system daemon died while starting "
-                         f"(status {os.waitstatus_to_exitcode(status)})")
-    os.close(r)
-    os.setsid()
-    os.chdir("/")
-
-    def ready():
-        # From here on there is no terminal: stdio to /dev/null, the log to syslog.
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        os.write(w, b"1")
-        os.close(w)
-
-    code = EXIT_FAILURE
-    try:
-        code = serve(ops, mountpoint, ready, source)
-    finally:
-        logging.shutdown()
-        os._exit(code)
-
-
 def setup_logging(foreground, verbose):
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -420,7 +373,7 @@ def setup_logging(foreground, verbose):
 
 
 def mount(args):
-    from .fs import Operations
+    from .daemon import start
 
     cfg = Config(args.options, sloppy=args.sloppy, device=args.device)
     if not os.path.isdir(args.mountpoint):
@@ -428,19 +381,8 @@ def mount(args):
                          else f"{args.mountpoint}: mount point is not a directory")
     mnt = os.path.realpath(args.mountpoint)    # now: once mounted, a stat would wait for us
     setup_logging(args.foreground, args.verbose)
-    fs = open_filesystem(args, cfg)
-    ops = Operations(fs, fsync=cfg.fsync, commit_interval=cfg.commit_interval)
-    try:
-        fuse_init(ops, mnt, cfg.fuse_options())
-    except BaseException:
-        fs.engine.close()
-        raise
-    log.info("mounted %s (%s) on %s", args.device, fs.name.decode(errors="replace"), mnt)
-    if args.foreground:
-        return serve(ops, mnt, source=args.device)
-    # The log writer thread does not survive fork; the child makes its own on first use.
-    fs.engine.log.close()
-    return daemonize(mnt, ops, args.device)
+    # one daemon per device serves every tree mounted from it (ctrfs.daemon)
+    return start.mount(args, cfg, mnt)
 
 
 def main(argv=None):

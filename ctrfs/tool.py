@@ -98,6 +98,26 @@ def one_line(exc):
 
 
 # ---- opening devices -------------------------------------------------------------------
+class Borrowed:
+    """A daemon's engine lent to a command run inside the daemon (ctrfs.daemon.tools):
+    closing it is the daemon's business, pause() lets the daemon's requests run, and
+    mounted_at(tree) names the mount point of a served tree."""
+
+    def __init__(self, engine, pause, mounted_at):
+        self._engine = engine
+        self.pause = pause
+        self.mounted_at = mounted_at
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def close(self):
+        pass
+
+
+BORROWED = None         # set while a command runs inside a daemon: what every open returns
+
+
 def open_readonly(path):
     """Open a device for reading.  A read-write mount holds an exclusive flock; reading
     still works then, without the lock, from the last checkpoint on the device.
@@ -121,6 +141,8 @@ def open_engine_readonly(path, attempts=3):
     being read (two commits later); a CorruptError then is retried on a fresh open."""
     from .engine import Engine
 
+    if BORROWED is not None:
+        return BORROWED, True
     for attempt in range(attempts):
         dev, locked = open_readonly(path)
         try:
@@ -138,6 +160,8 @@ def open_engine_rw(path):
     from .device import Device
     from .engine import Engine
 
+    if BORROWED is not None:
+        return BORROWED
     dev = Device(path)
     try:
         return Engine.open(dev)

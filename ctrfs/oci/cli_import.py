@@ -41,7 +41,8 @@ def run(args):
     start = engine.seq
     done = []
     try:
-        imp = Importer(engine, threads=not args.single_thread, progress=progress)
+        imp = Importer(engine, threads=not args.single_thread, progress=progress,
+                       pause=getattr(engine, "pause", None))      # a daemon's (tool.borrowed)
         for img, name in zip(images, names):
             if progress:
                 progress.start(name.decode())

@@ -41,13 +41,14 @@ def layer_name(chain_id):
 
 
 class Importer:
-    def __init__(self, engine, *, threads=True, progress=None):
+    def __init__(self, engine, *, threads=True, progress=None, pause=None):
         if not engine.sb["ro_compat"] & C.RO_COMPAT_IMAGE_META:
             raise DeviceError("the device was made without image metadata support "
                               "(an older mkfs.ctrfs): it cannot hold imported images")
         self.engine = engine
         self.threads = threads
         self.progress = progress
+        self.pause = pause
         self.scratch = SCRATCH_PREFIX + str(os.getpid()).encode()
         self.new_layers = 0
         for name, _e in engine.snapshots():       # left by an import that died
@@ -122,7 +123,7 @@ class Importer:
         else:
             events = _with_finish(events, stream)
         applier = LayerApplier(fs, layer.what)
-        applier.apply(events, self.progress.bytes if self.progress else None)
+        applier.apply(events, self.progress.bytes if self.progress else None, self.pause)
         diff_id = stream.diff_id
         if layer.diff_id is not None and diff_id != layer.diff_id:
             raise BadImageError(f"{layer.what}: diff_id mismatch (the uncompressed tar is {diff_id[:19]}..., "
