@@ -8,7 +8,8 @@ import re
 import sys
 import traceback
 
-from .errors import EXIT_OPERATIONAL, BadImageError, CorruptError, CtrfsError, DeviceError, UsageError
+from .errors import (EXIT_OPERATIONAL, BadImageError, CorruptError, CtrfsError, DeviceError, RegistryError,
+                     UsageError)
 
 PROG = "ctrfs"
 FUSE_TYPES = ("fuse.ctrfs", "fuseblk.ctrfs", "fuse", "fuseblk")
@@ -62,7 +63,8 @@ def run_tool(prog, parser, body, argv=None):
     except CtrfsError as exc:
         if debug and not isinstance(exc, UsageError):
             traceback.print_exc()
-        msg = one_line(exc) if isinstance(exc, BadImageError) else naming_device(args, one_line(exc))
+        names_source = isinstance(exc, (BadImageError, RegistryError))     # not the device
+        msg = one_line(exc) if names_source else naming_device(args, one_line(exc))
         print(f"{prog}: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
