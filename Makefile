@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config python3-dev python3-venv gcc busybox-static \
-	umoci skopeo squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr acl rsync podman runc
+	umoci skopeo squashfuse squashfs-tools fuse-overlayfs e2fsprogs attr acl rsync docker-registry podman runc
 # Another apt or dpkg running (unattended-upgrades, a second terminal): wait for its lock
 # instead of failing at once.
 APT_WAIT := -o DPkg::Lock::Timeout=600

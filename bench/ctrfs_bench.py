@@ -70,13 +70,15 @@ def mkfs(dev, size=DEVICE_SIZE):
     B.run([_tool("mkfs.ctrfs"), "-s", str(size), dev])
 
 
-def mount(dev, mnt, image=None, ro=False, opts=RW_OPTS):
-    """mount.ctrfs DEV MNT [-o image=NAME,ro]; returns once MNT is a mount point."""
+def mount(dev, mnt, image=None, ro=False, opts=RW_OPTS, counts=None):
+    """mount.ctrfs DEV MNT [-o image=NAME,ro]; returns once MNT is a mount point.  counts:
+    a file for the daemon's request counts (CTRFS_REQUEST_COUNTS; older ctrfs write none)."""
     o = ([f"image={image}"] if image else []) + (["ro"] if ro else [])
     if opts:
         o.append(opts)
     cmd = [_tool("mount.ctrfs"), dev, mnt] + (["-o", ",".join(o)] if o else [])
-    B.run(cmd, timeout=300)      # the contract: returns once mounted, the daemon in the background
+    env = dict(os.environ, CTRFS_REQUEST_COUNTS=counts) if counts else None
+    B.run(cmd, timeout=300, env=env)      # the contract: returns once mounted, the daemon in the background
     B.wait_mounted(mnt)
 
 
@@ -89,10 +91,10 @@ def umount(mnt, dev):
 
 
 @contextlib.contextmanager
-def mounted(dev, work, image=None, ro=False):
+def mounted(dev, work, image=None, ro=False, counts=None):
     """A fresh mount point with DEV mounted on it; always unmounted on the way out."""
     with B.mountpoint(work, "ctrfs") as mnt:
-        mount(dev, mnt, image=image, ro=ro)
+        mount(dev, mnt, image=image, ro=ro, counts=counts)
         try:
             yield mnt
         finally:
@@ -127,15 +129,28 @@ def copy_device(src, dst):
 _built = {}   # device path -> seconds its content took to write and commit
 
 
+def forget_devices():
+    """Build every device again (another ctrfs's tools are about to be measured)."""
+    _built.clear()
+
+
 def device_path(work, name):
     return os.path.join(B.cache_dir(work, "bench", "ctrfs"), f"{name}.ctrfs")
 
 
-def _import_tar_once(tar_path, dev, image_name, work):
+def counts_file(work, name):
+    """Where a daemon writes its request counts; an old file is removed first."""
+    path = os.path.join(B.cache_dir(work, "bench", "ctrfs"), f"{name}-requests.json")
+    if os.path.exists(path):
+        os.unlink(path)
+    return path
+
+
+def _import_tar_once(tar_path, dev, image_name, work, counts=None):
     """mkfs, mount the writable tree, tar -x + syncfs, commit; returns figures of one run."""
     t_all = time.perf_counter()
     mkfs(dev, DEVICE_SIZE)
-    with mounted(dev, work) as mnt:
+    with mounted(dev, work, counts=counts) as mnt:
         t0 = time.perf_counter()
         B.run(["tar", "-xpf", tar_path, "-C", mnt] + peers.TAR_FLAGS)
         B.run(["sync", "-f", mnt])
@@ -183,8 +198,9 @@ def import_tar(tar_path, runs=5, work=None):
     _built.pop(dev, None)
     info = peers.tar_file_data_bytes(tar_path, work)
     figs = []
+    counts = counts_file(work, "import_tar")
     for i in range(runs + 1):            # run 0 is the uncounted warm-up
-        f = _import_tar_once(tar_path, dev, name, work)
+        f = _import_tar_once(tar_path, dev, name, work, counts if i == runs else None)
         if i:
             figs.append(f)
     _built[dev] = figs[-1]["extract"] + figs[-1]["commit"]
@@ -197,7 +213,8 @@ def import_tar(tar_path, runs=5, work=None):
         seconds_with_mkfs_mount_umount=B.summarize([f["whole"] for f in figs]),
         tar_file_data_bytes=info["file_bytes"],
         bytes_used=figs[-1]["used"],
-        bytes_allocated_in_image_file=os.stat(dev).st_blocks * 512)
+        bytes_allocated_in_image_file=os.stat(dev).st_blocks * 512,
+        requests=B.load_json(counts))
 
 
 def seq_read(big_file, runs=5, work=None):
@@ -278,7 +295,42 @@ def fsck_time(tar_path, runs=5, work=None):
     return dict(tool="fsck.ctrfs -f -n", device=dev, seconds=B.summarize(secs))
 
 
-BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time")
+def cp_a(src_dir, runs=5, work=None):
+    """cp -a of a tree into a fresh writable tree, + syncfs, + umount (which waits for the
+    last commit): the copy is on the device.  One uncounted warm-up."""
+    dev = device_path(work, "cp")
+    secs, counts = [], counts_file(work, "cp_a")
+    for i in range(runs + 1):
+        mkfs(dev, DEVICE_SIZE)
+        with B.mountpoint(work, "ctrfs") as mnt:
+            mount(dev, mnt, counts=counts if i == runs else None)
+            try:
+                t0 = time.perf_counter()
+                B.run(["cp", "-a", src_dir, os.path.join(mnt, "t")])
+                B.run(["sync", "-f", mnt])
+            finally:
+                umount(mnt, dev)
+            t = time.perf_counter() - t0
+        if i:
+            secs.append(t)
+    os.unlink(dev)
+    return dict(tool="cp -a -> ctrfs (+ umount)", src=src_dir, seconds=B.summarize(secs),
+                requests=B.load_json(counts))
+
+
+def tar_create(tar_path, runs=5, work=None):
+    """tar -c of the whole image (piped, so every file is read) on a fresh read-only
+    mount, the device warm in the page cache."""
+    dev, name = tree_device(tar_path, work)
+    secs = []
+    for _ in range(runs):
+        B.warm(dev)
+        with mounted(dev, work, image=name, ro=True) as mnt:
+            secs.append(B.timed(["sh", "-c", peers.TAR_CREATE, "sh", mnt]))
+    return dict(tool="ctrfs (image, ro)", device=dev, seconds=B.summarize(secs))
+
+
+BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time", "cp_a", "tar_create")
 
 
 def run_all(work=None, runs=5, tree="C", only=None, log=print):
@@ -295,6 +347,8 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         walk=lambda: walk(tar, runs, work),
         first_write=lambda: first_write(p["big_file"], runs, work),
         fsck_time=lambda: fsck_time(tar, runs, work),
+        cp_a=lambda: cp_a(p["rootfs"][tree], runs, work),
+        tar_create=lambda: tar_create(tar, runs, work),
     )
     return B.run_benches(calls, BENCHES, only, log, "ctrfs")
 

@@ -7,6 +7,10 @@ wall times; MB = 10^6 bytes.
   squashfuse_walk(rootfs_dir)     find / du over a fresh squashfuse mount, cold
   fuse_overlayfs_first_write(dir) first 4 KiB write in the middle of the 1 GiB file (copy-up)
   e2fsck_time(ext4_image)         e2fsck -fn
+  fuse_overlayfs_tar_extract(tar) tar -x into fuse-overlayfs (lower empty, upper on ext4), + syncfs
+  floor_tar_extract(tar)          tar -x into bench/floorfs.py (bare pyfuse3, same loop), + syncfs
+  cp_a_ext4(dir)                  cp -a of a tree onto a fresh ext4, + syncfs
+  squashfuse_tar_create(dir)      tar -c of a tree (piped, so tar reads the data) on a fresh squashfuse
 
 Images the peers need (squashfs, ext4) are cached under WORK/bench/peers/ and rebuilt only when
 their source changed.  Needs root, /dev/fuse and loop devices.
@@ -14,8 +18,10 @@ their source changed.  Needs root, /dev/fuse and loop devices.
     python3 bench/peers.py [--work DIR] [--runs N] [NAME ...]
 """
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -27,6 +33,10 @@ EXT4_IMAGE_SIZE = 2 * B.GiB
 TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*"]
 SQUASHFS_PLAIN = ["-noI", "-noD", "-noF", "-noX"]        # uncompressed: inodes, data, frags, xattrs
 MID_4K_BLOCK = 131072                                      # 512 MiB / 4 KiB: middle of the 1 GiB file
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOORFS = os.path.join(REPO, "bench", "floorfs.py")
+# GNU tar writing to /dev/null does not read file data at all: pipe it instead.
+TAR_CREATE = 'tar -cf - -C "$1" . | cat > /dev/null'
 
 
 def tar_file_data_bytes(tar_path, work=None):
@@ -128,6 +138,20 @@ def _squashfuse_mount(image, mnt):
     B.wait_mounted(mnt)
 
 
+def _timed_on_squashfuse(image, command, runs, work):
+    """Seconds of command(mnt) per run, each on a fresh squashfuse mount of image (warm)."""
+    secs = []
+    for _ in range(runs):
+        B.warm(image)
+        with B.mountpoint(work, "sqfuse") as mnt:
+            _squashfuse_mount(image, mnt)
+            try:
+                secs.append(B.timed(command(mnt)))
+            finally:
+                B.umount(mnt)
+    return secs
+
+
 def squashfuse_seq_read(big_file, runs=5, work=None):
     """(b) dd bs=1M of the 1 GiB file through squashfuse over an uncompressed squashfs.
     Each run: fresh mount (so the FUSE file's page cache is empty) with the backing image
@@ -136,16 +160,8 @@ def squashfuse_seq_read(big_file, runs=5, work=None):
     image = squashfs_image(big_file, "big", work)
     name = os.path.basename(big_file)
     size = os.path.getsize(big_file)
-    secs = []
-    for _ in range(runs):
-        B.warm(image)
-        with B.mountpoint(work, "sqfuse") as mnt:
-            _squashfuse_mount(image, mnt)
-            try:
-                secs.append(B.timed(["dd", f"if={os.path.join(mnt, name)}", "of=/dev/null",
-                                     "bs=1M"]))
-            finally:
-                B.umount(mnt)
+    secs = _timed_on_squashfuse(image, lambda mnt: ["dd", f"if={os.path.join(mnt, name)}",
+                                                    "of=/dev/null", "bs=1M"], runs, work)
     rates = [B.mb_per_s(size, s) for s in secs]
     return dict(tool="squashfuse (uncompressed squashfs)", image=image, file_bytes=size,
                 mb_per_s=B.summarize(rates, digits=1), seconds=B.summarize(secs))
@@ -244,9 +260,119 @@ def e2fsck_time(ext4_image, runs=5):
                 used_inodes=inodes, exit_codes=sorted(rcs))
 
 
+def fresh_ext4(work, name, size=EXT4_IMAGE_SIZE):
+    """A new sparse ext4 loop image (an old one is removed first)."""
+    image = os.path.join(B.cache_dir(work, "bench", "peers"), name)
+    if os.path.exists(image):
+        os.unlink(image)
+    with open(image, "wb") as f:
+        f.truncate(size)
+    B.run(["mkfs.ext4", "-q", "-F", image])
+    return image
+
+
+def _timed_tar_x(tar_path, mnt):
+    t0 = time.perf_counter()
+    B.run(["tar", "-xpf", tar_path, "-C", mnt] + TAR_FLAGS)
+    B.run(["sync", "-f", mnt])
+    return time.perf_counter() - t0
+
+
+def fuse_overlayfs_tar_extract(tar_path, runs=5, work=None):
+    """tar -x (+ syncfs) into fuse-overlayfs over an empty lower dir, upper and work dirs on
+    a fresh ext4 loop image; one uncounted warm-up."""
+    B.need_tools("fuse-overlayfs", "mkfs.ext4", "tar")
+    secs = []
+    for i in range(runs + 1):
+        image = fresh_ext4(work, "overlay-tar.img")
+        with B.mountpoint(work, "ovup") as up, B.loop_mount(image, up):
+            for d in ("lower", "upper", "work"):
+                os.mkdir(os.path.join(up, d))
+            with B.mountpoint(work, "ovtar") as mnt:
+                B.run(["fuse-overlayfs", "-o", f"lowerdir={up}/lower,upperdir={up}/upper,workdir={up}/work", mnt])
+                B.wait_mounted(mnt)
+                try:
+                    t = _timed_tar_x(tar_path, mnt)
+                finally:
+                    B.umount(mnt)
+        os.unlink(image)
+        if i:
+            secs.append(t)
+    return dict(tool="fuse-overlayfs (lower empty, upper on ext4)", tar=tar_path, seconds=B.summarize(secs))
+
+
+def venv_python():
+    """The checkout's .venv python: floorfs needs pyfuse3 and uvloop."""
+    p = os.path.join(REPO, ".venv", "bin", "python")
+    if not os.access(p, os.X_OK):
+        raise RuntimeError(f"{p}: missing (make deps)")
+    return p
+
+
+@contextlib.contextmanager
+def floorfs_mounted(work, counts=None):
+    env = dict(os.environ, **({"CTRFS_REQUEST_COUNTS": counts} if counts else {}))
+    with B.mountpoint(work, "floor") as mnt:
+        proc = subprocess.Popen([venv_python(), FLOORFS, mnt], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            B.wait_mounted(mnt, proc=proc)
+            yield mnt
+        finally:
+            B.umount(mnt)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def floor_tar_extract(tar_path, runs=5, work=None):
+    """tar -x (+ syncfs) into floorfs, a pyfuse3 file system whose handlers only answer:
+    the floor of the loop and the kernel under the same request mix.  Counts the requests
+    of the last run."""
+    secs = []
+    counts = os.path.join(B.cache_dir(work, "bench", "peers"), "floor-requests.json")
+    for i in range(runs + 1):
+        with floorfs_mounted(work, counts if i == runs else None) as mnt:
+            t = _timed_tar_x(tar_path, mnt)
+        if i:
+            secs.append(t)
+    return dict(tool="floorfs (bench/floorfs.py, bare pyfuse3 on uvloop)", tar=tar_path,
+                seconds=B.summarize(secs), requests=B.load_json(counts))
+
+
+def cp_a_ext4(src_dir, runs=5, work=None):
+    """cp -a of a tree onto a fresh 2 GiB ext4 loop image, + syncfs; one uncounted warm-up."""
+    B.need_tools("mkfs.ext4", "cp")
+    secs = []
+    for i in range(runs + 1):
+        image = fresh_ext4(work, "ext4-cp.img")
+        with B.mountpoint(work, "ext4cp") as mnt, B.loop_mount(image, mnt):
+            t0 = time.perf_counter()
+            B.run(["cp", "-a", src_dir, os.path.join(mnt, "t")])
+            B.run(["sync", "-f", mnt])
+            t = time.perf_counter() - t0
+        os.unlink(image)
+        if i:
+            secs.append(t)
+    return dict(tool="cp -a -> ext4 (loop, 2 GiB)", src=src_dir, seconds=B.summarize(secs))
+
+
+def squashfuse_tar_create(rootfs_dir, runs=5, work=None):
+    """tar -c of the whole tree (piped to cat, so every file is read) on a fresh squashfuse
+    mount, the image warm in the page cache."""
+    B.need_tools("squashfuse", "tar")
+    name = "rootfs-" + os.path.basename(os.path.normpath(rootfs_dir))
+    image = squashfs_image(rootfs_dir, name, work)
+    secs = _timed_on_squashfuse(image, lambda mnt: ["sh", "-c", TAR_CREATE, "sh", mnt], runs, work)
+    return dict(tool="squashfuse (uncompressed squashfs)", image=image, seconds=B.summarize(secs))
+
+
 # ---- all peers at once ----------------------------------------------------------------------
 PEERS = ("tar_extract_ext4", "squashfuse_seq_read", "squashfuse_walk",
-         "fuse_overlayfs_first_write", "e2fsck_time")
+         "fuse_overlayfs_first_write", "e2fsck_time", "fuse_overlayfs_tar_extract",
+         "floor_tar_extract", "cp_a_ext4", "squashfuse_tar_create")
 
 
 def run_all(work=None, runs=5, tree="C", only=None, log=print):
@@ -260,6 +386,10 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         squashfuse_walk=lambda: squashfuse_walk(p["rootfs"][tree], runs, work),
         fuse_overlayfs_first_write=lambda: fuse_overlayfs_first_write(p["big_dir"], runs, work),
         e2fsck_time=lambda: e2fsck_time(_ext4_image_for(tar, work), runs),
+        fuse_overlayfs_tar_extract=lambda: fuse_overlayfs_tar_extract(tar, runs, work),
+        floor_tar_extract=lambda: floor_tar_extract(tar, runs, work),
+        cp_a_ext4=lambda: cp_a_ext4(p["rootfs"][tree], runs, work),
+        squashfuse_tar_create=lambda: squashfuse_tar_create(p["rootfs"][tree], runs, work),
     )
     return B.run_benches(calls, PEERS, only, log, "peer")
 

@@ -1,6 +1,7 @@
 """ctrfs benchmark: ctrfs and its peers side by side on the same corpus, in the same run.
 
     python3 bench/run.py [--work DIR] [--runs N] [--tree C] [--peers-only] [--json FILE]
+                         [--only NAME,...] [--before BINDIR]
 
 1. builds the corpus with bench/corpus.py if it is missing (root, a few minutes, ~3 GB);
 2. measures the peers (bench/peers.py);
@@ -44,6 +45,14 @@ ROWS = [
      "first_write", "second_write_seconds", "lower"),
     ("fsck -f -n of the tree", "s", "e2fsck_time", "seconds",
      "fsck_time", "seconds", "lower"),
+    ("tar -x (+commit) vs fuse-overlayfs", "s", "fuse_overlayfs_tar_extract", "seconds",
+     "import_tar", "seconds", "lower"),
+    ("tar -x (+commit) vs the floor", "s", "floor_tar_extract", "seconds",
+     "import_tar", "seconds", "lower"),
+    ("cp -a of the tree (+syncfs, umount)", "s", "cp_a_ext4", "seconds",
+     "cp_a", "seconds", "lower"),
+    ("tar -c of the tree, fresh mount", "s", "squashfuse_tar_create", "seconds",
+     "tar_create", "seconds", "lower"),
 ]
 PEER_NAMES = {
     "tar_extract_ext4": "tar -x -> ext4",
@@ -51,6 +60,10 @@ PEER_NAMES = {
     "squashfuse_walk": "squashfuse",
     "fuse_overlayfs_first_write": "fuse-overlayfs",
     "e2fsck_time": "e2fsck -fn",
+    "fuse_overlayfs_tar_extract": "fuse-overlayfs",
+    "floor_tar_extract": "floorfs",
+    "cp_a_ext4": "cp -a -> ext4",
+    "squashfuse_tar_create": "squashfuse",
 }
 
 
@@ -69,14 +82,17 @@ def figure(results, bench, key, unit):
     return v
 
 
-def build_rows(peer_res, ctrfs_res):
+def build_rows(peer_res, ctrfs_res, before_res=None):
     rows = []
     for label, unit, pb, pk, cb, ck, better in ROWS:
         p = figure(peer_res, pb, pk, unit)
         c = figure(ctrfs_res or {}, cb, ck, unit)
-        rows.append(dict(label=label, unit=unit, better=better, peer=PEER_NAMES[pb],
-                         peer_value=p, ctrfs_value=c,
-                         ratio=(c / p) if (p and c is not None) else None))
+        row = dict(label=label, unit=unit, better=better, peer=PEER_NAMES[pb],
+                   peer_value=p, ctrfs_value=c, ratio=(c / p) if (p and c is not None) else None)
+        if before_res is not None:
+            b = figure(before_res, cb, ck, unit)
+            row.update(before_value=b, before_ratio=(b / p) if (p and b is not None) else None)
+        rows.append(row)
     return rows
 
 
@@ -91,15 +107,21 @@ def fmt(v):
 
 
 def print_table(rows, ctrfs_note):
-    head = ("metric", "unit", "peer", "peer value", "ctrfs", "ctrfs/peer", "better")
+    before = any("before_value" in r for r in rows)
+    head = ("metric", "unit", "peer", "peer value") + (("before", "before/peer") if before else ()) + (
+        "ctrfs", "ctrfs/peer", "better")
     table = [head]
     for r in rows:
-        table.append((r["label"], r["unit"], r["peer"], fmt(r["peer_value"]),
-                      fmt(r["ctrfs_value"]) if r["ctrfs_value"] is not None else "not measured",
-                      f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-", r["better"]))
+        cells = [r["label"], r["unit"], r["peer"], fmt(r["peer_value"])]
+        if before:
+            cells += [fmt(r["before_value"]) if r["before_value"] is not None else "not measured",
+                      f"{r['before_ratio']:.2f}x" if r["before_ratio"] is not None else "-"]
+        cells += [fmt(r["ctrfs_value"]) if r["ctrfs_value"] is not None else "not measured",
+                  f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-", r["better"]]
+        table.append(tuple(cells))
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for i, row in enumerate(table):
-        print("  ".join(c.rjust(w) if 3 <= j <= 5 else c.ljust(w)
+        print("  ".join(c.rjust(w) if 3 <= j < len(head) - 1 else c.ljust(w)
                         for j, (c, w) in enumerate(zip(row, widths))).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
@@ -126,6 +148,21 @@ def ensure_corpus(work, log):
         raise SystemExit(f"run.py: building the corpus left {work} incomplete")
 
 
+def measure_with(bindir, work, args, only, log):
+    """The ctrfs benchmarks with the tools of bindir (CTRFS_BIN), on devices of their own."""
+    saved = os.environ.get("CTRFS_BIN")
+    os.environ["CTRFS_BIN"] = bindir
+    ctrfs_bench.forget_devices()
+    try:
+        return ctrfs_bench.run_all(work, args.runs, args.tree, only=only, log=lambda m: log("before: " + m))
+    finally:
+        if saved is None:
+            os.environ.pop("CTRFS_BIN")
+        else:
+            os.environ["CTRFS_BIN"] = saved
+        ctrfs_bench.forget_devices()
+
+
 def machine_info():
     info = dict(kernel=platform.release(), python=platform.python_version(),
                 cpus=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()])
@@ -148,6 +185,10 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5, help="counted runs per figure (default 5)")
     ap.add_argument("--tree", default="C", choices="ABC", help="rootfs tree to import/walk/fsck")
     ap.add_argument("--peers-only", action="store_true", help="skip ctrfs (rows not measured)")
+    ap.add_argument("--only", help="comma-separated benchmarks to run (peer and ctrfs names); "
+                    "the other rows say not measured")
+    ap.add_argument("--before", metavar="BINDIR", help="also measure the ctrfs tools in BINDIR "
+                    "(e.g. another checkout's .venv/bin) in this run: the table's before column")
     ap.add_argument("--json", default=os.path.join(HERE, "results.json"),
                     help="results file (default bench/results.json)")
     args = ap.parse_args(argv)
@@ -162,7 +203,11 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     machine = machine_info()   # loadavg before: other work on the machine skews every figure
 
-    peer_res = peers.run_all(work, args.runs, args.tree, log=log)
+    only = set(args.only.split(",")) if args.only else None
+    peer_res = peers.run_all(work, args.runs, args.tree, only=only, log=log)
+    before_res = None
+    if args.before and not args.peers_only:
+        before_res = measure_with(args.before, work, args, only, log)
 
     ctrfs_res, ctrfs_note = None, ""
     missing = ctrfs_bench.missing_tools()
@@ -172,7 +217,7 @@ def main(argv=None):
         ctrfs_note = ("ctrfs rows were NOT measured: tools not found ($CTRFS_BIN, .venv/bin, PATH): " + ", ".join(missing) +
                       ". Install ctrfs (pip install -e . / make install) and rerun.")
     else:
-        ctrfs_res = ctrfs_bench.run_all(work, args.runs, args.tree, log=log)
+        ctrfs_res = ctrfs_bench.run_all(work, args.runs, args.tree, only=only, log=log)
         failed = {k: v["error"] for k, v in ctrfs_res.items() if "error" in v}
         if failed:
             ctrfs_note = "ctrfs benchmarks that FAILED (rows not measured):\n" + "\n".join(
@@ -183,7 +228,7 @@ def main(argv=None):
         ctrfs_note += ("\n" if ctrfs_note else "") + "peer benchmarks that FAILED:\n" + "\n".join(
             f"  {k}: {short(v)}" for k, v in peer_failed.items())
 
-    rows = build_rows(peer_res, ctrfs_res)
+    rows = build_rows(peer_res, ctrfs_res, before_res)
     print(f"ctrfs vs peers, tree {args.tree}, {args.runs} runs each (medians; MB = 10^6 bytes)")
     print_table(rows, ctrfs_note)
 
@@ -194,7 +239,8 @@ def main(argv=None):
         machine=machine, loadavg_after=[round(x, 2) for x in os.getloadavg()], work=work, tree=args.tree, runs=args.runs,
         ctrfs_measured=ctrfs_res is not None, ctrfs_missing_tools=missing,
         ctrfs_tools=ctrfs_bench.tool_paths(relative=True),
-        complete=complete, note=ctrfs_note, rows=rows, peers=peer_res, ctrfs=ctrfs_res))
+        complete=complete, note=ctrfs_note, rows=rows, peers=peer_res, ctrfs=ctrfs_res,
+        before=dict(bin=args.before, ctrfs=before_res) if args.before else None))
     log(f"wrote {args.json}")
     return 0 if complete else 1
 

@@ -33,7 +33,7 @@ listings escape what is not printable."""
 import re
 from typing import NamedTuple
 
-from .errors import UsageError
+from .errors import DeviceError, UsageError
 from .format import constants as C
 
 DEFAULT_TREE = C.DEFAULT_TREE_NAME
@@ -249,6 +249,9 @@ def remove(engine, names, *, force=False):
     keys = []
     for text in names:
         key = resolve(engine, text)
+        mounted = getattr(engine, "mounted_at", None)        # a daemon's engine (tool.Borrowed)
+        if mounted is not None and mounted(key):
+            raise DeviceError(f"{shown(key)} is mounted at {mounted(key)}: umount it first")
         if is_own(key) and not force:
             raise UsageError(f"{shown(key)} is a tree of ctrfs's own ({after_removal(key)} if it "
                              "is deleted): give --force to delete it")

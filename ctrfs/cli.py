@@ -18,8 +18,15 @@ def build_parser(argv=None):
 
 
 def main(argv=None):
+    from .daemon.tools import forward
+
     argv = sys.argv[1:] if argv is None else argv
-    return run_tool(PROG, build_parser(argv), lambda args: args.func(args), argv)
+
+    def body(args):
+        # a device with a daemon: the command runs there, on the daemon's engine
+        code = forward(args, argv)
+        return args.func(args) if code is None else code
+    return run_tool(PROG, build_parser(argv), body, argv)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ class Engine:
         self.pending_drops = []  # root hashes released by deleted snapshots
         self.failed = None       # the exception that broke a commit half way
         self.calog_limit = C.CALOG_LIMIT
+        # weak references to the data flush of every FileSystem on this engine (a daemon's
+        # views, an import's scratch tree): each one's dirty file data is mapped into its
+        # tree before any commit, whichever of them asked for it, so no checkpoint holds an
+        # inode whose blocks are still in memory
+        self.flushers = []
         # weak references keep the engine free of reference cycles, so a dropped engine
         # (and its device buffer, in tests) is freed at once rather than by the GC
         reserve = weakref.WeakMethod(self._commit_reserve)
@@ -170,6 +175,12 @@ class Engine:
         if self.failed is not None:
             raise DeviceError(f"an earlier commit failed ({self.failed}); remount to continue "
                               "from the last checkpoint")
+        for ref in list(self.flushers):
+            flush = ref()
+            if flush is None:
+                self.flushers.remove(ref)
+            else:
+                flush()
         if snapshot is not None:
             check_key(snapshot[1])
             if self.snapshot(snapshot[1]) is not None:

@@ -5,7 +5,8 @@ import errno as _errno
 # Exit codes of the tools (fsck(8) numbering where it applies; see README).
 EXIT_OK = 0
 EXIT_ERROR = 1          # mkfs/mount/ctrfs: operation failed
-EXIT_BAD_IMAGE = 2      # ctrfs import: the source is malformed, hostile or fails its digests
+EXIT_BAD_IMAGE = 2      # ctrfs import/pull: the source is malformed, hostile or fails its digests
+EXIT_REGISTRY = 3       # ctrfs pull/push: the registry is unreachable or refuses the request
 EXIT_CORRUPT = 4        # device damaged / errors left uncorrected
 EXIT_OPERATIONAL = 8
 EXIT_USAGE = 16
@@ -65,3 +66,11 @@ class BadImageError(CtrfsError):
     (climbs out of the root, lies about sizes) or does not match its digests."""
     exit_code = EXIT_BAD_IMAGE
     errno = _errno.EINVAL
+
+
+class RegistryError(CtrfsError):
+    """A registry that cannot be reached (connection, TLS) or that refuses a request
+    (authentication, unknown repository or manifest, an HTTP error after the retries).
+    What it serves that is malformed or fails its digests is a BadImageError."""
+    exit_code = EXIT_REGISTRY
+    errno = _errno.EIO

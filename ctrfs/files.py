@@ -1,9 +1,12 @@
 """File contents: inline data for small files, otherwise a map of block index -> pointer
 in the FS tree.  Writes go to a dirty cache of whole blocks and reach the store when the
 cache passes its limit or at commit.  All-zero blocks become holes: nothing is stored."""
+import numpy as np
+
+from .errors import CorruptError
 from .format import constants as C
-from .format.items import block_end, block_key
-from .format.pointer import pack_pointer, unpack_pointer
+from .format.items import BLOCK_KEY_DTYPE, block_end, block_key
+from .format.pointer import POINTER_SIZE, pack_pointer, unpack_pointer
 
 
 class FileData:
@@ -18,6 +21,8 @@ class FileData:
 
     # ---- reading -------------------------------------------------------------------
     def read(self, ind, offset, size):
+        """The bytes at offset: one buffer of the blocks covered, filled by the store (one
+        preadv per run), dirty blocks laid over it, the ends trimmed in place."""
         if ind.is_inline:
             return ind.inline[offset:offset + size]
         end = min(ind.size, offset + size)
@@ -25,24 +30,28 @@ class FileData:
             return b""
         bs = self.bs
         first, last = offset // bs, (end - 1) // bs
-        ptrs = [None] * (last - first + 1)
-        for k, v in self.tree.scan(block_key(ind.ino, first), block_key(ind.ino, last + 1)):
-            ptrs[int.from_bytes(k[9:17], "big") - first] = (int.from_bytes(v[:8], "little"), v[8:40])
+        out = bytearray((last - first + 1) * bs)             # holes stay zero
+        items = list(self.tree.scan(block_key(ind.ino, first), block_key(ind.ino, last + 1)))
         dirty = self.dirty.get(ind.ino)
+        if items:
+            keys, vals = zip(*items)
+            idx = np.frombuffer(b"".join(keys), BLOCK_KEY_DTYPE)["index"].astype(np.int64) - first
+            packed = b"".join(vals)
+            if len(packed) != len(vals) * POINTER_SIZE:
+                raise CorruptError(f"inode {ind.ino}: a block map value is not one pointer")
+            ptrs = np.frombuffer(packed, np.uint64).reshape(-1, POINTER_SIZE // 8)
+            if dirty:
+                keep = ~np.isin(idx, np.fromiter(dirty, np.int64) - first)
+                idx, ptrs = idx[keep], ptrs[keep]
+            self.store.read_into(out, idx, ptrs)
         if dirty:
-            for idx in dirty:
-                if first <= idx <= last:
-                    ptrs[idx - first] = None
-        blocks = self.store.read_data_many(ptrs)
-        if dirty:
-            for idx, buf in dirty.items():
-                if first <= idx <= last:
-                    blocks[idx - first] = buf
-        out = b"".join([self.zero if b is None else b for b in blocks])
+            for i, buf in dirty.items():
+                if first <= i <= last:
+                    out[(i - first) * bs:(i - first + 1) * bs] = buf
         start = offset - first * bs
-        if start == 0 and len(out) == end - offset:
-            return out                                  # aligned: no second copy
-        return out[start:start + end - offset]
+        del out[start + end - offset:]                       # in place: no copy
+        del out[:start]
+        return out
 
     def _block(self, ino, idx):
         """A writable copy of one block (copy-up of that block only)."""

@@ -2,14 +2,14 @@
 data.  Every failure is an FsError carrying the errno a local file system would give."""
 import errno
 import stat
-import time
+import weakref
 
 from . import acl
 from .errors import FsError, NoSpaceError
 from .files import FileData
 from .format import constants as C
 from .format.items import dirent_key, fs_key, pack_dirent, unpack_dirent
-from .inodes import Inode, InodeTable, orphan_key
+from .inodes import Inode, InodeTable, now_ns, orphan_key
 from .totals import tree_totals
 from .format.node import max_item
 
@@ -26,7 +26,7 @@ WRITE_PIECE = 1 << 20       # a write is admitted to the dirty cache this much a
 
 def init_tree(tree):
     """Give an empty FS tree its root directory."""
-    now = time.time_ns()
+    now = now_ns()
     InodeTable(tree).put(Inode(C.ROOT_INO, stat.S_IFDIR | 0o755, nlink=2, atime_ns=now, mtime_ns=now, ctime_ns=now))
     tree.put(dirent_key(C.ROOT_INO, DOTDOT), pack_dirent(C.ROOT_INO, stat.S_IFDIR >> 12))
 
@@ -55,6 +55,7 @@ class FileSystem:
         self.data = FileData(self.tree, engine.store, engine.block_size, dirty_limit)
         self.open_count = {}          # ino -> open handles (an unlinked open file lives on)
         self._room = (0, None)        # (dirty bytes surely storable, log state) for _make_room
+        engine.flushers.append(weakref.WeakMethod(self.data.flush))   # see Engine.commit
         if self.writable:
             for ino in self.inodes.orphans():
                 self.inodes.free(ino)
@@ -164,7 +165,7 @@ class FileSystem:
             ind.atime_ns = atime_ns
         if mtime_ns is not None:
             ind.mtime_ns = mtime_ns
-        ind.ctime_ns = ctime_ns if ctime_ns is not None else time.time_ns()
+        ind.ctime_ns = ctime_ns if ctime_ns is not None else now_ns()
         self.inodes.put(ind)
         return ind
 
@@ -177,7 +178,7 @@ class FileSystem:
             raise FsError(errno.EEXIST)
         inherited = self._inherit_acl(parent, mode)
         mode = inherited[0]
-        now = time.time_ns()
+        now = now_ns()
         ind = Inode(self.inodes.allocate(), mode, uid, gid, 1, rdev, 0, now, now, now)
         for xname, entries in zip(acl.NAMES, inherited[1:]):
             if entries is not None:
@@ -219,7 +220,7 @@ class FileSystem:
         ind = self.inodes.get(ino)
         if not stat.S_ISLNK(ind.mode):
             raise FsError(errno.EINVAL)
-        return self.data.read(ind, 0, ind.size)
+        return bytes(self.data.read(ind, 0, ind.size))
 
     def link(self, ino, parent, name):
         self._w()
@@ -411,10 +412,12 @@ class FileSystem:
     def read(self, ino, offset, size):
         return self.data.read(self._reg(ino), offset, size)
 
-    def write(self, ino, offset, data):
+    def write(self, ino, offset, data, *, stamp=True):
         """Write in pieces, so a write larger than the room left in the dirty cache is
         taken as far as the device can hold it (a short write, as POSIX allows, before
-        ENOSPC)."""
+        ENOSPC).  stamp=False leaves mtime and ctime alone: under FUSE's writeback cache
+        the kernel keeps them and sends them by SETATTR (a WRITE arrives long after the
+        write(2) the kernel stamped)."""
         self._w()
         ind = self._reg(ino)
         mv = memoryview(data)
@@ -428,7 +431,8 @@ class FileSystem:
                     break
                 raise
             self.data.write(ind, offset + done, piece)
-            ind.touch(m=True)
+            if stamp:
+                ind.touch(m=True)
             self.inodes.put(ind)
             self._maybe_flush()
             done += len(piece)

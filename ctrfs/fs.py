@@ -17,21 +17,44 @@ ATOMIC_O_TRUNC, so open() truncates for O_TRUNC; HANDLE_KILLPRIV, so the file sy
 not the kernel, clears set-user-ID and set-group-ID bits when a file is written,
 truncated or changes owner.
 
-Caching.  Immutable images (read-only mounts) never change under the kernel: long
-entry/attr timeouts let it answer stat() without a round trip.  Writable trees change only
-through this mount, so the kernel's own caches stay right; their short timeouts are a
-safety margin, not a coherence mechanism.  For the same reason every open keeps the page
-cache (keep_cache): file data changes only by writes that pass through it, so a program
-run again (every exec of a container's shell) does not read its binary through FUSE again.
+Fewer requests.  A request costs far more in the loop than in these handlers, so the
+mount is set up for the kernel to send as few as it can:
+- Long entry/attribute timeouts on every tree: an image never changes, and a writable
+  tree changes only through this mount, whose every change the kernel sees (it drops
+  what it cached for the inodes a reply changes).  Where the daemon changes attributes
+  on its own (set-ID bits dropped by a write), it tells the kernel (invalidate_inode).
+- The writeback cache on writable trees: write(2) fills the page cache and the kernel
+  sends whole pages (up to 1 MiB per WRITE) when it writes back, at the latest at
+  close() (the kernel writes a file's dirty pages before FLUSH) and at fsync.  The kernel
+  then owns a regular file's size and mtime and hands them back by SETATTR.  Data a
+  writeback cannot store (ENOSPC) fails close() and fsync() rather than write(), as on
+  NFS: the kernel does not ask before it takes a write into its cache.  (Mixing in
+  direct_io for writers on a nearly full device was tried: the kernel then keeps a stale
+  mtime, and shared mmap of such a file fails.)
+- FLUSH is answered ENOSYS: the kernel then never sends it again (it has written the
+  dirty pages before it would), and close() costs no round trip.
+- GETXATTR of security.capability comes at every write(2) (the kernel checks for file
+  capabilities to drop): a miss is remembered per inode until an xattr of it changes.
+
+Caching.  Every open keeps the page cache (keep_cache): file data changes only by
+writes that pass through it, so a program run again (every exec of a container's shell)
+does not read its binary through FUSE again.
+
+Counting.  With CTRFS_REQUEST_COUNTS=FILE in its environment the daemon counts the
+requests by kind and writes them to FILE as JSON at exit (bench/ uses it).
 """
+import asyncio
 import errno
+import collections
 import functools
+import json
 import logging
 import os
+import queue
 import stat
+import threading
 
 import pyfuse3
-import trio
 from pyfuse3 import FUSEError
 
 from . import catalogue
@@ -42,17 +65,26 @@ from .format import constants as C
 log = logging.getLogger("ctrfs.fs")
 
 COMMIT_XATTR = b"trusted.ctrfs.commit"   # setxattr on the root: `ctrfs commit MNT NAME`
-RO_TIMEOUT = 3600.0
-RW_TIMEOUT = 1.0
+CAPABILITY_XATTR = b"security.capability"
+TIMEOUT = 3600.0          # entry and attribute timeouts (see "Fewer requests")
+NO_CAPS_MAX = 1 << 16     # inodes remembered without security.capability
+COUNTS_ENV = "CTRFS_REQUEST_COUNTS"
 COOKIE_DOT, COOKIE_DOTDOT, COOKIE_BASE = 1, 2, 2   # readdir ids: ".", "..", then FS cookie + 2
 COOKIE_MAX = (1 << 63) - 1
 assert pyfuse3.ROOT_INODE == C.ROOT_INO
 
 
+REQUESTS = collections.Counter() if os.environ.get(COUNTS_ENV) else None
+
+
 def handler(fn):
     """Run a sync handler body; only FUSEError gets out."""
+    name = fn.__name__
+
     @functools.wraps(fn)
     async def wrapper(self, *args):
+        if REQUESTS is not None:
+            REQUESTS[name] += 1
         try:
             return fn(self, *args)
         except FUSEError:
@@ -70,9 +102,45 @@ def handler(fn):
     return wrapper
 
 
+def save_request_counts():
+    """Write the request counts (CTRFS_REQUEST_COUNTS) as JSON; nothing when not counting."""
+    path = os.environ.get(COUNTS_ENV)
+    if REQUESTS is not None and path:
+        with open(path, "w") as f:
+            json.dump(dict(REQUESTS.most_common()), f, indent=1)
+
+
+class Invalidator:
+    """Tells the kernel about attributes the daemon changed on its own.  A thread of its
+    own: pyfuse3's notifications block in the kernel, which may wait for this very loop
+    (writeback of the inode's pages)."""
+
+    def __init__(self):
+        self.queue = queue.SimpleQueue()
+        self.thread = None
+
+    def attrs(self, ino):
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="ctrfs-inval", daemon=True)
+            self.thread.start()
+        self.queue.put(ino)
+
+    def _run(self):
+        while (ino := self.queue.get()) is not None:
+            try:
+                pyfuse3.invalidate_inode(ino, attr_only=True)
+            except (OSError, RuntimeError) as exc:     # gone from the kernel, or unmounted
+                log.debug("invalidate_inode(%d): %s", ino, exc)
+
+    def stop(self):
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join(5)
+            self.thread = None
+
+
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
-    enable_writeback_cache = False
     enable_acl = True               # FUSE_POSIX_ACL: the kernel checks and caches ACLs
 
     def __init__(self, fs, *, fsync="ignore", commit_interval=5.0):
@@ -80,11 +148,14 @@ class Operations(pyfuse3.Operations):
         self.fs = fs
         self.engine = fs.engine
         self.readonly = not fs.writable
-        self.timeout = RO_TIMEOUT if self.readonly else RW_TIMEOUT
+        self.enable_writeback_cache = fs.writable   # read by pyfuse3 at FUSE_INIT
+        self.timeout = TIMEOUT
         self.honor_fsync = fsync == "honor"
         self.commit_interval = commit_interval
         self.lookups = {}               # ino -> kernel lookup count
         self.privileged = set()         # inos opened with set-ID bits (HANDLE_KILLPRIV)
+        self.no_caps = set()            # inos known to have no security.capability
+        self.invalidate = Invalidator()
         self.bs = self.engine.block_size
 
     # ---- helpers ----------------------------------------------------------------------
@@ -105,6 +176,10 @@ class Operations(pyfuse3.Operations):
         a.st_mtime_ns = ind.mtime_ns
         a.st_ctime_ns = ind.ctime_ns
         return a
+
+    def kernel_ino(self, ino):
+        """The number the kernel knows the inode by (a daemon's view adds its slot)."""
+        return ino
 
     def _ref(self, ind):
         """An entry reply: the kernel's lookup count of ind.ino goes up by one."""
@@ -153,8 +228,8 @@ class Operations(pyfuse3.Operations):
     async def committer(self):
         """Background task: data reaches the device within commit_interval seconds."""
         while True:
-            await trio.sleep(self.commit_interval)
-            if self.has_changes():
+            await asyncio.sleep(self.commit_interval)
+            if self.has_changes() or (self.fs.writable and self.engine.log.space_waiting()):
                 try:
                     self.commit()
                 except NoSpaceError:
@@ -172,8 +247,10 @@ class Operations(pyfuse3.Operations):
                     self.fs.release(ino)
                 self.commit()
         finally:
+            self.invalidate.stop()
             self.lookups.clear()
             self.engine.close()
+            save_request_counts()
 
     # ---- lookups and attributes ------------------------------------------------------------
     @handler
@@ -192,6 +269,8 @@ class Operations(pyfuse3.Operations):
     async def forget(self, inode_list):
         # FORGET has no reply: pyfuse3 awaits this outside any try, so not even a
         # FUSEError may leave it.
+        if REQUESTS is not None:
+            REQUESTS["forget"] += 1
         for ino, n in inode_list:
             try:
                 left = self.lookups.get(ino, 0) - n
@@ -312,8 +391,9 @@ class Operations(pyfuse3.Operations):
     # ---- directories ------------------------------------------------------------------------------
     @handler
     def opendir(self, inode, ctx):
-        if not self.fs.getattr(inode).is_dir:
-            raise FUSEError(errno.ENOTDIR)
+        # The kernel sends OPENDIR for directories only.  It would take ENOSYS as "no
+        # OPENDIR/RELEASEDIR from now on", but then READDIR carries fh 0, and pyfuse3's
+        # readdir(fh, ...) is never told the inode: so every listing pays these two.
         return inode
 
     @handler
@@ -388,18 +468,22 @@ class Operations(pyfuse3.Operations):
 
     @handler
     def write(self, fh, off, buf):
-        n = self.fs.write(fh, off, buf)
+        n = self.fs.write(fh, off, buf, stamp=False)      # the kernel keeps the times
+
         if fh in self.privileged:       # opened by a user with set-ID bits: a write drops them
             self.privileged.discard(fh)
             kw = {}
             self._kill_priv(fh, kw)
             if kw:
                 self.fs.setattr(fh, **kw)
+                self.invalidate.attrs(self.kernel_ino(fh))
         return n
 
     @handler
     def flush(self, fh):
-        pass   # close(): data reaches the device with the next commit (see fsync)
+        # ENOSYS once and the kernel sends no FLUSH again: close() has already written the
+        # dirty pages, and data reaches the device with the next commit (see fsync).
+        raise FUSEError(errno.ENOSYS)
 
     @handler
     def release(self, fh):
@@ -417,7 +501,18 @@ class Operations(pyfuse3.Operations):
     def getxattr(self, inode, name, ctx):
         if inode == C.ROOT_INO and name == COMMIT_XATTR:
             raise FUSEError(errno.ENODATA)
-        return self.fs.getxattr(inode, name)
+        if name != CAPABILITY_XATTR:
+            return self.fs.getxattr(inode, name)
+        if inode in self.no_caps:
+            raise FUSEError(errno.ENODATA)
+        try:
+            return self.fs.getxattr(inode, name)
+        except FsError as exc:
+            if exc.errno == errno.ENODATA:
+                if len(self.no_caps) >= NO_CAPS_MAX:
+                    self.no_caps.clear()
+                self.no_caps.add(inode)
+            raise
 
     @handler
     def setxattr(self, inode, name, value, ctx):
@@ -425,6 +520,7 @@ class Operations(pyfuse3.Operations):
             self._commit_image(bytes(value))
         else:
             kill_sgid = name == ACL_ACCESS and not self._in_group(inode, ctx)
+            self.no_caps.discard(inode)
             self.fs.setxattr(inode, name, value, kill_sgid=kill_sgid)
 
     def _commit_image(self, name):
@@ -447,4 +543,5 @@ class Operations(pyfuse3.Operations):
 
     @handler
     def removexattr(self, inode, name, ctx):
+        self.no_caps.discard(inode)
         self.fs.removexattr(inode, name)

@@ -8,7 +8,8 @@ import re
 import sys
 import traceback
 
-from .errors import EXIT_OPERATIONAL, BadImageError, CorruptError, CtrfsError, DeviceError, UsageError
+from .errors import (EXIT_OPERATIONAL, BadImageError, CorruptError, CtrfsError, DeviceError, RegistryError,
+                     UsageError)
 
 PROG = "ctrfs"
 FUSE_TYPES = ("fuse.ctrfs", "fuseblk.ctrfs", "fuse", "fuseblk")
@@ -62,7 +63,8 @@ def run_tool(prog, parser, body, argv=None):
     except CtrfsError as exc:
         if debug and not isinstance(exc, UsageError):
             traceback.print_exc()
-        msg = one_line(exc) if isinstance(exc, BadImageError) else naming_device(args, one_line(exc))
+        names_source = isinstance(exc, (BadImageError, RegistryError))     # not the device
+        msg = one_line(exc) if names_source else naming_device(args, one_line(exc))
         print(f"{prog}: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -98,6 +100,26 @@ def one_line(exc):
 
 
 # ---- opening devices -------------------------------------------------------------------
+class Borrowed:
+    """A daemon's engine lent to a command run inside the daemon (ctrfs.daemon.tools):
+    closing it is the daemon's business, pause() lets the daemon's requests run, and
+    mounted_at(tree) names the mount point of a served tree."""
+
+    def __init__(self, engine, pause, mounted_at):
+        self._engine = engine
+        self.pause = pause
+        self.mounted_at = mounted_at
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def close(self):
+        pass
+
+
+BORROWED = None         # set while a command runs inside a daemon: what every open returns
+
+
 def open_readonly(path):
     """Open a device for reading.  A read-write mount holds an exclusive flock; reading
     still works then, without the lock, from the last checkpoint on the device.
@@ -121,6 +143,8 @@ def open_engine_readonly(path, attempts=3):
     being read (two commits later); a CorruptError then is retried on a fresh open."""
     from .engine import Engine
 
+    if BORROWED is not None:
+        return BORROWED, True
     for attempt in range(attempts):
         dev, locked = open_readonly(path)
         try:
@@ -138,6 +162,8 @@ def open_engine_rw(path):
     from .device import Device
     from .engine import Engine
 
+    if BORROWED is not None:
+        return BORROWED
     dev = Device(path)
     try:
         return Engine.open(dev)

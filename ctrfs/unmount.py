@@ -150,6 +150,24 @@ def wait_exit(pid, target, verbose):
         os.close(fd)
 
 
+def release_view(sock, target):
+    """Tell a daemon serving many trees (ctrfs.daemon) that target's view is unmounted; it
+    answers after that tree's commit.  True when that was its last view (it exits)."""
+    from .daemon.control import Client, NoDaemon
+
+    try:
+        with Client(sock) as client:
+            ans = client.request(op="release", target=target)
+    except (NoDaemon, ConnectionError, OSError):
+        return True        # gone already: wait for the pid (it may be writing its last commit)
+    if not ans.get("ok"):
+        raise Failure(f"{target}: {ans.get('error')}")
+    if ans.get("code"):
+        raise Failure(f"{target}: the daemon's last commit of this tree failed (status "
+                      f"{ans['code']}); the device keeps its previous checkpoint (see the system log)")
+    return bool(ans.get("exiting"))
+
+
 def unmount(target, flags):
     target = os.path.realpath(target) if os.path.isabs(target) or os.path.exists(target) else target
     devno = find_mount(target)
@@ -161,6 +179,10 @@ def unmount(target, flags):
     umount2(target, (MNT_DETACH if "l" in flags else 0) | (MNT_FORCE if "f" in flags else 0))
     if pidfd_pid is None or "l" in flags:
         return EXIT_OK     # not a daemon we know of, or lazy: nothing to wait for
+    if os.path.lexists(path + ".sock"):
+        exiting = release_view(path + ".sock", target)
+        if not exiting:
+            return EXIT_OK
     wait_exit(pidfd_pid, target, "v" in flags)
     rec = read_record(path)
     if rec and rec[0] == pidfd_pid:

@@ -26,7 +26,7 @@ def _libmount():
     return lib
 
 
-def _update(target, source=None):
+def _update(target, source=None, root="/"):
     """Add (source given) or remove the utab line of target.  Raises OSError."""
     lib = _libmount()
     upd = lib.mnt_new_update()
@@ -36,7 +36,7 @@ def _update(target, source=None):
             fs = lib.mnt_new_fs()
             lib.mnt_fs_set_source(fs, source.encode())
             lib.mnt_fs_set_target(fs, target.encode())
-            lib.mnt_fs_set_root(fs, b"/")
+            lib.mnt_fs_set_root(fs, root.encode())
             lib.mnt_fs_set_fstype(fs, b"fuse.ctrfs")
             lib.mnt_fs_set_options(fs, UHELPER.encode())
             rc = lib.mnt_update_set_fs(upd, 0, None, fs)
@@ -52,8 +52,8 @@ def _update(target, source=None):
         lib.mnt_free_update(upd)
 
 
-def add(source, target):
-    _update(target, source)
+def add(source, target, root="/"):
+    _update(target, source, root)
 
 
 def remove(target):

@@ -10,6 +10,7 @@ are little-endian like every other structure."""
 import struct
 
 import blake3
+import numpy as np
 from construct import Bytes, Int8ul, Int32ul, Int64sl, Int64ul, Padding, Struct
 
 from ..errors import CorruptError
@@ -143,6 +144,11 @@ def is_block_key(key) -> bool:
 
 def block_index(key) -> int:
     return int.from_bytes(key[KEY_SUB:KEY_SUB + 8], "big")
+
+
+# block_key's layout as a numpy dtype: a run of block-map keys decoded in one call.
+BLOCK_KEY_DTYPE = np.dtype([("ino", ">u8"), ("type", "u1"), ("index", ">u8")])
+assert BLOCK_KEY_DTYPE.itemsize == len(block_key(0, 0))
 
 
 def name_hash(name: bytes) -> int:

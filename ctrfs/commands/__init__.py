@@ -11,6 +11,8 @@ COMMANDS = {
     "df": "ctrfs.commands.df",
     "import": "ctrfs.oci.cli_import",
     "export": "ctrfs.oci.cli_export",
+    "pull": "ctrfs.registry.cli_pull",
+    "push": "ctrfs.registry.cli_push",
     "commit": "ctrfs.commands.commit",
     "tag": "ctrfs.commands.tag",
     "clone": "ctrfs.commands.clone",

@@ -1,7 +1,10 @@
 """ctrfs commit MOUNTPOINT|DEVICE NAME[:TAG] [--tree TREE]: a writable tree becomes an
 image.  For a mount, the request goes to the mount's daemon as a trusted.* xattr on the
 mount root (the daemon owns the device), and the errno it answers becomes the message; for
-an unmounted device, the tree (default @default) is committed in process."""
+an unmounted device, the tree (default @default) is committed in process.  Before asking
+a mount, syncfs(2) makes the kernel send what its writeback cache still holds (pages of
+files still open for writing), so the image has every write made before the command."""
+import ctypes
 import errno
 import os
 
@@ -49,6 +52,17 @@ def commit_offline(args):
     return 0
 
 
+def write_back(mnt):
+    """syncfs(2) of the mount: every dirty page reaches the daemon before it commits."""
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise CtrfsError(f"{mnt}: writing back cached file data failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def commit_mounted(args):
     ref = catalogue.parse_reference(os.fsencode(args.name))
     name = ref.key
@@ -58,6 +72,7 @@ def commit_mounted(args):
     fstype = mount_type(mnt)
     if fstype not in FUSE_TYPES:
         raise CtrfsError(f"{mnt}: not a ctrfs mount" + (f" ({fstype})" if fstype else ""))
+    write_back(mnt)
     try:
         os.setxattr(mnt, COMMIT_XATTR, name)
     except OSError as exc:

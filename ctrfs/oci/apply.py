@@ -39,8 +39,11 @@ class LayerApplier:
         self._size = 0
 
     # ---- the event loop ------------------------------------------------------------------
-    def apply(self, events, progress=None):
+    def apply(self, events, progress=None, pause=None):
+        """pause(): called between members (a daemon lets its FUSE requests run there)."""
         for ev in events:
+            if pause is not None:
+                pause()
             if type(ev) is tuple:
                 self._data(*ev)
                 if progress is not None:

@@ -25,7 +25,7 @@ def argparse_hidden():
 
 
 def run(args):
-    from ..tool import open_engine_rw
+    from .allornothing import import_on
     from .importer import Importer
     from .layout import open_source
     from .names import check_name, plan_names
@@ -36,45 +36,20 @@ def run(args):
         check_name(args.name)
     names = plan_names(kind, path, images, args.name)
     progress = ImportProgress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
-    engine = open_engine_rw(args.device)
-    before = {n for n, _e in engine.snapshots()}
-    start = engine.seq
-    done = []
-    try:
-        imp = Importer(engine, threads=not args.single_thread, progress=progress)
+
+    def work(engine):
+        imp = Importer(engine, threads=not args.single_thread, progress=progress,
+                       pause=getattr(engine, "pause", None))      # a daemon's (tool.borrowed)
+        done = []
         for img, name in zip(images, names):
             if progress:
                 progress.start(name.decode())
             done.append((name, *imp.import_image(img, name)))
-        engine.commit()
-    except BaseException:
-        committed = engine.seq != start
-        engine.close()
-        if committed:
-            undo(args.device, before)
-        raise
-    finally:
-        if progress:
-            progress.close()
-    engine.close()
+        return done
+
+    done = import_on(args.device, work, lambda n, before: n not in before, progress)
     if not args.quiet:
         for name, root, layers, new in done:
             print(f"imported {name.decode()}: {layers} layer{'s' * (layers != 1)} "
                   f"({new} new), root {root.hex()[:12]}")
     return 0
-
-
-def undo(device, before):
-    """A commit made on the way (the device ran short and had to clean) stored part of
-    the import: remove every name it added."""
-    from ..tool import open_engine_rw
-
-    engine = open_engine_rw(device)
-    try:
-        extra = [n for n, _e in engine.snapshots() if n not in before]
-        for n in extra:
-            engine.delete(n)
-        if extra:
-            engine.commit()
-    finally:
-        engine.close()

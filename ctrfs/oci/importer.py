@@ -42,13 +42,17 @@ def layer_name(chain_id):
 
 
 class Importer:
-    def __init__(self, engine, *, threads=True, progress=None):
+    def __init__(self, engine, *, threads=True, progress=None, pause=None, on_layer=None):
         if not engine.sb["ro_compat"] & C.RO_COMPAT_IMAGE_META:
             raise DeviceError("the device was made without image metadata support "
                               "(an older mkfs.ctrfs): it cannot hold imported images")
         self.engine = engine
         self.threads = threads
         self.progress = progress
+        self.pause = pause
+        # on_layer(layer snapshot name): after each new layer is held, while no scratch
+        # tree exists (a pull commits there, so a failure later keeps the layer)
+        self.on_layer = on_layer
         self.scratch = SCRATCH_PREFIX + str(os.getpid()).encode()
         self.new_layers = 0
         self.recipe = None         # of the layer applied last
@@ -81,6 +85,8 @@ class Importer:
                     root = self._flush(fs)
                     self._hold(lname, root, parent, fs)
                     self.new_layers += 1
+                    if self.on_layer:           # the scratch tree is never part of that commit
+                        fs = self._rescratch(fs, lname, self.on_layer)
                 else:                                # a tar layer already there: keep that one
                     fs = self._rescratch(fs, lname)
                 parent = lname
@@ -95,6 +101,22 @@ class Importer:
         finally:
             self._drop_scratch()
 
+    def import_events(self, events, name, what, config=None):
+        """Store a whole tree given as entry events (tarlayer's Entry and (offset, bytes)
+        pieces, from a source other than a tar) as image `name` with no parent; returns
+        its root hash."""
+        if self.engine.snapshot(name) is not None:
+            raise CtrfsError(f"an image named {name.decode(errors='replace')!r} exists")
+        fs = self._scratch(b"")
+        try:
+            LayerApplier(fs, what).apply(events, self.progress.bytes if self.progress else None, self.pause)
+            if config is not None:
+                imagemeta.write_config(fs.tree, config)
+            self._hold(name, self._flush(fs), b"", fs)
+            return self.engine.snapshot(name)["root"][1]
+        finally:
+            self._drop_scratch()
+
     # ---- steps -----------------------------------------------------------------------------
     def _scratch(self, parent):
         engine = self.engine
@@ -106,8 +128,10 @@ class Importer:
             fs.setattr(C.ROOT_INO, atime_ns=0, mtime_ns=0, ctime_ns=0)   # no import-time clock
         return fs
 
-    def _rescratch(self, fs, lname):
+    def _rescratch(self, fs, lname, between=None):
         self._drop_scratch()
+        if between:
+            between(lname)
         return self._scratch(lname)
 
     def _drop_scratch(self):
@@ -124,7 +148,7 @@ class Importer:
         if self.threads:
             events = threaded(events)
         applier = LayerApplier(fs, layer.what)
-        applier.apply(events, self.progress.bytes if self.progress else None)
+        applier.apply(events, self.progress.bytes if self.progress else None, self.pause)
         diff_id, self.recipe = stream.diff_id, stream.recipe
         if layer.diff_id is not None and diff_id != layer.diff_id:
             raise BadImageError(f"{layer.what}: diff_id mismatch (the uncompressed tar is {diff_id[:19]}..., "

@@ -140,7 +140,7 @@ class OciLayout:
             r = (d.get("annotations") or {}).get(REF_NAME, ref)
             picked.append((r, d))
         if depth and len(picked) > 1:
-            picked = [p for p in picked if _platform_ok(p[1])][:1] or picked[:1]
+            picked = [p for p in picked if platform_ok(p[1])][:1] or picked[:1]
         for r, d in picked:
             if d.get("mediaType") in INDEX_TYPES:
                 self._walk(_json(self.small(d, f"index {_short(d['digest'])}"), "index"), r, out, depth + 1)
@@ -149,27 +149,34 @@ class OciLayout:
 
     def image(self, ref, d):
         what = f"manifest {_short(d['digest'])}"
-        m = _json(self.small(d, what), what)
-        if not isinstance(m, dict) or m.get("mediaType", d.get("mediaType")) not in MANIFEST_TYPES + (None,):
-            raise BadImageError(f"{what}: not an image manifest ({m.get('mediaType') if isinstance(m, dict) else m!r})")
-        cd = _descriptor(m.get("config"), f"{what}: config")
-        config = self.small(cd, f"config {_short(cd['digest'])}", CONFIG_MAX)
-        layers = m.get("layers")
-        if not isinstance(layers, list):
-            raise BadImageError(f"{what}: no layers")
-        ids = _config_layers(config, len(layers), f"config {_short(cd['digest'])}")
-        img = Image(ref, config=config)
-        for i, (ld, diff) in enumerate(zip(layers, ids)):
-            _descriptor(ld, f"{what}: layer {i}")
-            mt = ld.get("mediaType", "")
-            if "tar" not in mt or "encrypted" in mt:
-                raise BadImageError(f"{what}: layer {i} has media type {mt!r}, not a tar layer")
-            lwhat = f"layer {i + 1} ({_short(ld['digest'])})"
-            img.layers.append(Layer(lwhat, (lambda ld=ld, lwhat=lwhat: self.blob(ld, lwhat)), diff))
-        return img
+        return manifest_image(ref, self.small(d, what), d.get("mediaType"), what, self.small, self.blob)
 
 
-def _platform_ok(d):
+def manifest_image(ref, raw, mediatype, what, small, blob):
+    """The Image of an image manifest's bytes (OCI or Docker schema 2), wherever they
+    came from: small(descriptor, what, limit) -> the verified bytes of its config,
+    blob(descriptor, what) -> a CheckedReader of a layer."""
+    m = _json(raw, what)
+    if not isinstance(m, dict) or m.get("mediaType", mediatype) not in MANIFEST_TYPES + (None,):
+        raise BadImageError(f"{what}: not an image manifest ({m.get('mediaType') if isinstance(m, dict) else m!r})")
+    cd = _descriptor(m.get("config"), f"{what}: config")
+    config = small(cd, f"config {_short(cd['digest'])}", CONFIG_MAX)
+    layers = m.get("layers")
+    if not isinstance(layers, list):
+        raise BadImageError(f"{what}: no layers")
+    ids = _config_layers(config, len(layers), f"config {_short(cd['digest'])}")
+    img = Image(ref, config=config)
+    for i, (ld, diff) in enumerate(zip(layers, ids)):
+        _descriptor(ld, f"{what}: layer {i}")
+        mt = ld.get("mediaType", "")
+        if "tar" not in mt or "encrypted" in mt:
+            raise BadImageError(f"{what}: layer {i} has media type {mt!r}, not a tar layer")
+        lwhat = f"layer {i + 1} ({_short(ld['digest'])})"
+        img.layers.append(Layer(lwhat, (lambda ld=ld, lwhat=lwhat: blob(ld, lwhat)), diff))
+    return img
+
+
+def platform_ok(d):
     p = d.get("platform") or {}
     arch = _ARCH.get(platform.machine(), platform.machine())
     return p.get("os", "linux") == "linux" and p.get("architecture") == arch

@@ -25,7 +25,7 @@ def check_name(ref, error=UsageError):
         raise error(str(exc)) from None
 
 
-def _stem(path):
+def stem(path):
     base = os.path.basename(os.path.normpath(path)).lower()
     for ext in (".tar.gz", ".tar.zst", ".tgz", ".tar", ".oci"):
         base = base.removesuffix(ext)
@@ -51,7 +51,7 @@ def plan_names(kind, path, images, name):
         elif full:
             ref_name = check_name(ref if src_tag else f"{ref}:latest", BadImageError)
         else:
-            ref_name = check_name(f"{_stem(path)}:{src_tag or 'latest'}", BadImageError)
+            ref_name = check_name(f"{stem(path)}:{src_tag or 'latest'}", BadImageError)
         out.append(ref_name.encode())
     if len(set(out)) != len(out):
         raise UsageError("two images of the source would get the same name: give --name without a tag")

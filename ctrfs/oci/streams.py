@@ -145,7 +145,14 @@ class LayerStream:
     def read(self, n=READ):
         if self.eof:
             return b""
-        data = self.inner.read(n)
+        try:
+            data = self.inner.read(n)
+        except BadImageError:
+            # a blob that is not what its descriptor says is the cause to name: a changed
+            # byte breaks the compression too, and usually first
+            if isinstance(self.src, CheckedReader) and self.inner is not self.src:
+                self.src.drain()
+            raise
         if not data:
             self.eof = True
             return b""

@@ -97,6 +97,9 @@ class RecordingDevice:
     def read(self, blockno, count=1):
         return self.inner.read(blockno, count)
 
+    def read_into(self, blockno, buf):
+        self.inner.read_into(blockno, buf)
+
     def read_at(self, offset, length):
         return self.inner.read_at(offset, length)
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from fusemount import BIN, Mount, assert_same_tree, fsck, manifest
+from fusemount import BIN, Mount, assert_same_tree, fsck, manifest, mkfs
 
 COMMIT = "trusted.ctrfs.commit"
 
@@ -110,3 +110,20 @@ def test_commit_errors(image, tmp_path):
         r = ctrfs("commit", m.path, "new")
         assert r.returncode != 0 and "read-only" in r.stderr, r
     fsck(image)
+
+
+def test_commit_has_writes_of_files_still_open(tmp_path):
+    """`ctrfs commit` of a mount takes the pages the kernel's writeback cache still holds
+    for a file open for writing: the image has every write made before the command."""
+    image = mkfs(tmp_path / "fs.img")
+    mnt = tmp_path / "mnt"
+    body = os.urandom(64 << 10)
+    with Mount(image, mnt, "commit=3600") as m:
+        with open(m / "open", "wb") as f:
+            f.write(body)
+            f.flush()
+            r = ctrfs("commit", m.path, "snap")
+            assert r.returncode == 0, r.stderr
+            f.write(b"after the commit")
+    with Mount(image, mnt, "image=snap", "ro") as m:
+        assert (m / "open").read_bytes() == body

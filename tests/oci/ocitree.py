@@ -36,6 +36,28 @@ def ctrfs(*args, **kw):
     return run("ctrfs", *args, **kw)
 
 
+def on_tty(*args):
+    """Run `ctrfs ARGS` with stderr on a pseudo-terminal; what it wrote there."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.run([str(BIN / "ctrfs"), *map(str, args)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks)
+    return b"".join(chunks).decode()
+
+
 def fsck_clean(img):
     res = run("fsck.ctrfs", "-fn", img)
     assert res.rc == 0, res

@@ -3,7 +3,7 @@ out as an OCI layout with the same layers (diff_ids) and the same runtime config
 `umoci unpack` of the export is the tree `umoci unpack` of the original gives."""
 import json
 
-from ocitree import Layout, assert_same_tree, busybox_tree, ctrfs, describe_dir, fsck_clean, mkfs, sh
+from ocitree import Layout, assert_same_tree, busybox_tree, ctrfs, describe_dir, fsck_clean, mkfs, on_tty, sh
 from toolrun import assert_ok
 
 CONFIG = ["--config.env=APP=demo", "--config.cmd=/bin/sh", "--config.entrypoint=/bin/busybox",
@@ -55,36 +55,12 @@ def _unpack(layout_dir, tag, tmp_path):
 
 def test_progress_on_a_terminal_only(tmp_path):
     """Import and export draw a progress line when stderr is a terminal, never otherwise."""
-    import os
-    import pty
-    import subprocess
-
-    from toolrun import BIN
-
     src = Layout(tmp_path / "src")
     src.new("base")
     b = src.bundle("base")
     busybox_tree(b / "rootfs")
     src.repack("base", b)
     img = mkfs(tmp_path / "s.img")
-
-    def on_tty(*args):
-        master, slave = pty.openpty()
-        proc = subprocess.run([str(BIN / "ctrfs"), *map(str, args)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=slave, timeout=120)
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        os.close(master)
-        assert proc.returncode == 0
-        return b"".join(chunks).decode()
 
     said = on_tty("import", img, f"oci:{src.dir}:base", "--name", "b:1")
     assert "\rb:1: layer 1/1" in said and "of file data" in said

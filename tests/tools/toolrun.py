@@ -20,7 +20,7 @@ class Result:
 
 def run(tool, *args, **kw):
     """Run a console script from the venv; never CTRFS_DEBUG (errors must be one line)."""
-    env = {k: v for k, v in os.environ.items() if k != "CTRFS_DEBUG"}
+    env = {k: v for k, v in kw.pop("env", os.environ).items() if k != "CTRFS_DEBUG"}
     exe = BIN / tool
     assert exe.exists(), f"console script {exe} not installed"
     proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env,
