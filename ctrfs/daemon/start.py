@@ -13,7 +13,6 @@ import sys
 from .. import mount as M
 from .. import unmount
 from . import binds, control
-from .server import EXIT_FAILURE, Daemon, control_listener
 
 log = logging.getLogger("ctrfs.daemon")
 PER_MOUNT = {"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
@@ -46,7 +45,7 @@ def attach(client, args, cfg, mnt, *, wait):
         ans = client.request(op="serve", image=cfg.image, readonly=cfg.readonly,
                              clone=cfg.clone, target=mnt)
         if not ans["ok"]:
-            raise M.MountError(f"{args.device}: {ans['error']}", ans.get("code", EXIT_FAILURE))
+            raise M.MountError(f"{args.device}: {ans['error']}", ans.get("code", M.EXIT_FAILURE))
         try:
             binds.bind(ans["path"], mnt, binds.mount_flags(cfg.fuse_options()))
         except OSError as exc:
@@ -62,6 +61,10 @@ def attach(client, args, cfg, mnt, *, wait):
 
 
 def start(args, cfg, mnt):
+    # here only: a mount served by a running daemon (the common case, a container start)
+    # never loads the engine, the file system layer and pyfuse3 (a quarter of a second)
+    from .server import Daemon, control_listener
+
     engine = M.open_engine(args, cfg)
     try:
         identity = control.device_identity(args.device)
@@ -83,14 +86,14 @@ def start(args, cfg, mnt):
         raise M.MountError(f"cannot fork: {exc.strerror}", M.EXIT_SYSTEM) from None
     daemon_side = (pid != 0) == args.foreground
     if daemon_side:
-        code = EXIT_FAILURE
+        code = M.EXIT_FAILURE
         try:
             if not args.foreground:
                 os.setsid()
                 os.chdir("/")
             code = run(daemon, sock, sock_path, detach_stdio=not args.foreground)
             if not daemon.ever_bound:     # the mount it was started for did not happen
-                code = EXIT_FAILURE
+                code = M.EXIT_FAILURE
         finally:
             if not args.foreground:
                 logging.shutdown()
