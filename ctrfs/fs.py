@@ -446,7 +446,10 @@ class Operations(pyfuse3.Operations):
         if flags & os.O_ACCMODE != os.O_RDONLY and not self.fs.writable:
             raise FUSEError(errno.EROFS)
         if flags & os.O_TRUNC:
-            kw = {"size": 0}
+            # the times stay: the kernel stamps them itself (writeback cache, as for write)
+            # and sends them by SETATTR only when they differ from the ones it holds, so a
+            # stamp here from the daemon's clock, which can lag the kernel's, would be kept
+            kw = {"size": 0, "mtime_ns": ind.mtime_ns, "ctime_ns": ind.ctime_ns}
             if ctx.uid != 0:
                 self._kill_priv(inode, kw)
             ind = self.fs.setattr(inode, **kw)
