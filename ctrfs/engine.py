@@ -166,6 +166,11 @@ class Engine:
         self.open_trees.pop(name, None)
 
     # ---- commit ------------------------------------------------------------------------------
+    def commit_due(self, changes, writable=True):
+        """Whether a periodic commit is due: with changes, and also while freed segments
+        wait for the commits that return them (an idle mount would never get them back)."""
+        return changes or (writable and not self.readonly and self.log.space_waiting())
+
     def commit(self, snapshot=None, totals=None):
         """Make everything durable in one checkpoint.  snapshot=(tree, image) also records
         the committed state of writable tree `tree` as immutable image `image`, with

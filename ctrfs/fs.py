@@ -229,7 +229,7 @@ class Operations(pyfuse3.Operations):
         """Background task: data reaches the device within commit_interval seconds."""
         while True:
             await asyncio.sleep(self.commit_interval)
-            if self.has_changes() or (self.fs.writable and self.engine.log.space_waiting()):
+            if self.engine.commit_due(self.has_changes(), self.fs.writable):
                 try:
                     self.commit()
                 except NoSpaceError:

@@ -192,7 +192,7 @@ class Daemon:
             if self.tool_running:       # an import's half-stored layers stay out of checkpoints
                 continue
             with self.turns:
-                if self.has_changes() or (not self.engine.readonly and self.engine.log.space_waiting()):
+                if self.engine.commit_due(self.has_changes()):
                     try:
                         self.commit()
                     except Exception:

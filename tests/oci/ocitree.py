@@ -104,6 +104,15 @@ class Layout:
             args += ["--tag", new_tag]
         sh(*args, p)
 
+    def busybox(self, tag, more=None):
+        """A new image of one layer: the busybox tree, and what more(rootfs) adds to it."""
+        self.new(tag)
+        b = self.bundle(tag)
+        busybox_tree(b / "rootfs")
+        if more is not None:
+            more(b / "rootfs")
+        self.repack(tag, b)
+
     def unpack(self, tag):
         """umoci's own rootfs of the image: the reference tree."""
         return self.bundle(tag) / "rootfs"

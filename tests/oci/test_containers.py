@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuse"))   # the mount helpers
 
 from fusemount import Mount, fsck  # noqa: E402
-from ocitree import Layout, busybox_tree, ctrfs, describe_fs, mkfs  # noqa: E402
+from ocitree import Layout, ctrfs, describe_fs, mkfs  # noqa: E402
 from toolrun import assert_ok  # noqa: E402
 
 from ctrfs.device import Device  # noqa: E402
@@ -38,11 +38,7 @@ def image_tree(img, name):
 def busybox_image(tmp_path):
     """A device holding bb:1, a busybox image built by umoci (with an empty /root)."""
     src = Layout(tmp_path / "src")
-    src.new("bb")
-    b = src.bundle("bb")
-    busybox_tree(b / "rootfs")
-    (b / "rootfs" / "root").mkdir()
-    src.repack("bb", b)
+    src.busybox("bb", lambda root: (root / "root").mkdir())
     img = mkfs(tmp_path / "s.img", "128M")
     assert_ok(ctrfs("import", img, f"oci:{src.dir}:bb", "--name", "bb:1", "-q"))
     return img
@@ -101,13 +97,12 @@ def test_package_install_commit_export(tmp_path):
     from ocitree import assert_same_tree, describe_dir, sh
 
     src = Layout(tmp_path / "src")
-    src.new("bb")
-    b = src.bundle("bb")
-    busybox_tree(b / "rootfs")
-    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/share/doc"):
-        (b / "rootfs" / d).mkdir(parents=True, exist_ok=True)
-    (b / "rootfs" / "var/lib/dpkg/status").write_text("")
-    src.repack("bb", b)
+    def dpkg_dirs(root):
+        for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/share/doc"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        (root / "var/lib/dpkg/status").write_text("")
+
+    src.busybox("bb", dpkg_dirs)
     img = mkfs(tmp_path / "s.img", "128M")
     assert_ok(ctrfs("import", img, f"oci:{src.dir}:bb", "--name", "bb:1", "-q"))
     deb = build_deb(tmp_path)

@@ -7,7 +7,7 @@ import os
 import tarfile
 
 import pytest
-from ocitree import (CAP, Layout, assert_ok, assert_same_tree, busybox_tree, ctrfs, describe_dir,
+from ocitree import (CAP, Layout, assert_ok, assert_same_tree, ctrfs, describe_dir,
                      describe_image, fsck_clean, image_names, member, mkfs, sh, tar_bytes)
 
 from ctrfs.device import Device
@@ -38,10 +38,7 @@ def crafted_layer():
 def layout(tmp_path_factory):
     root = tmp_path_factory.mktemp("oci")
     lay = Layout(root)
-    lay.new("a")
-    b = lay.bundle("a")
-    busybox_tree(b / "rootfs")
-    lay.repack("a", b)
+    lay.busybox("a")
     # B: deletions (whiteouts), a change, a hardlink to a file of layer A, a chown
     b = lay.bundle("a")
     r = b / "rootfs"

@@ -21,10 +21,7 @@ def manifest_and_config(layout_dir, tag):
 
 def test_import_export_round_trip(tmp_path):
     src = Layout(tmp_path / "src")
-    src.new("base")
-    b = src.bundle("base")
-    busybox_tree(b / "rootfs")
-    src.repack("base", b)
+    src.busybox("base")
     b = src.bundle("base")
     (b / "rootfs" / "etc" / "passwd").unlink()                 # a whiteout in layer 2
     (b / "rootfs" / "etc" / "added").write_text("layer two")
@@ -56,10 +53,7 @@ def _unpack(layout_dir, tag, tmp_path):
 def test_progress_on_a_terminal_only(tmp_path):
     """Import and export draw a progress line when stderr is a terminal, never otherwise."""
     src = Layout(tmp_path / "src")
-    src.new("base")
-    b = src.bundle("base")
-    busybox_tree(b / "rootfs")
-    src.repack("base", b)
+    src.busybox("base")
     img = mkfs(tmp_path / "s.img")
 
     said = on_tty("import", img, f"oci:{src.dir}:base", "--name", "b:1")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "oci"))
-from ocitree import Layout, busybox_tree  # noqa: E402
+from ocitree import Layout  # noqa: E402
 
 from ctrfs.testing import registry as reg  # noqa: E402
 from ctrfs.testing.tokenserver import TokenServer  # noqa: E402
@@ -33,10 +33,7 @@ def layout(tmp_path_factory):
     file and a change)."""
     root = tmp_path_factory.mktemp("oci")
     lay = Layout(root)
-    lay.new("base")
-    b = lay.bundle("base")
-    busybox_tree(b / "rootfs")
-    lay.repack("base", b)
+    lay.busybox("base")
     b = lay.bundle("base")
     (b / "rootfs/etc/hello-link.txt").unlink()
     (b / "rootfs/etc/added").write_text("layer two\n")
