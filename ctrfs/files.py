@@ -5,6 +5,7 @@ import numpy as np
 
 from .errors import CorruptError
 from .format import constants as C
+from .format.checksum import data_hash
 from .format.items import BLOCK_KEY_DTYPE, block_end, block_key
 from .format.pointer import POINTER_SIZE, pack_pointer, unpack_pointer
 
@@ -15,6 +16,7 @@ class FileData:
         self.store = store
         self.bs = block_size
         self.zero = bytes(block_size)
+        self.zero_hash = data_hash(self.zero)
         self.dirty = {}            # ino -> {block index: bytearray}
         self.dirty_bytes = 0
         self.dirty_limit = dirty_limit
@@ -93,6 +95,28 @@ class FileData:
                 self._block(ind.ino, idx)[within:within + n] = mv[pos - offset:pos - offset + n]
             pos += n
         ind.size = max(ind.size, end)
+
+    def put_blocks(self, ind, offset, data, hashes):
+        """Store data at a block-aligned offset at or past the end of the file (so none of
+        its blocks exist yet) straight to the store, not through the dirty cache: an
+        import's pieces, whose blocks the reader thread hashed (hashes[i]: block i, the
+        last one zero-padded if data ends inside it)."""
+        if ind.is_inline:                                    # a new, empty file
+            ind.inline = b""
+            ind.flags &= ~C.INODE_INLINE
+        bs, ino, put_data, zero = self.bs, ind.ino, self.store.put_data, self.zero_hash
+        mv = memoryview(data)
+        first = offset // bs
+        items = []
+        for i, h in enumerate(hashes):
+            if h == zero:
+                continue                                     # a hole
+            block = mv[i * bs:(i + 1) * bs]
+            if len(block) < bs:
+                block = bytes(block) + bytes(bs - len(block))
+            items.append((block_key(ino, first + i), pack_pointer(put_data(block, h)[0], h)))
+        self.tree.update_sorted(items)
+        ind.size = max(ind.size, offset + len(data))
 
     def _has_blocks(self, ind):
         return bool(self.dirty.get(ind.ino)) or next(

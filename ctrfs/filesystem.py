@@ -440,6 +440,22 @@ class FileSystem:
                 break
         return done
 
+    def write_hashed(self, ino, offset, data, hashes):
+        """write() of a piece whose blocks' data_hash are known (FileData.put_blocks):
+        when it starts on a block boundary at or past the end of the file, its blocks are
+        stored at once; anything else takes the ordinary path."""
+        ind = self._reg(ino)
+        if (offset % self.engine.block_size or offset < ind.size or not data
+                or ind.is_inline and (ind.size or offset + len(data) <= C.INLINE_MAX)):
+            return self.write(ino, offset, data)
+        self._w()
+        self._make_room(len(data))
+        self.data.put_blocks(ind, offset, data, hashes)
+        # the room left shrinks by what was stored at most: no recount per piece
+        self._room = (self._room[0] - len(data), self._log_state())
+        self.inodes.put(ind)
+        return len(data)
+
     # ---- xattrs ---------------------------------------------------------------------------------------------
     def _xattr_key(self, ino, name):
         if not name or len(name) > C.XATTR_NAME_MAX:

@@ -277,14 +277,19 @@ class BlockStore:
         return paddr, h
 
     # ---- data ------------------------------------------------------------------------------
-    def put_data(self, block):
-        """Store one full data block (unreferenced until a stored leaf points at it)."""
-        h = data_hash(block)
+    def put_data(self, block, h=None):
+        """Store one full data block (unreferenced until a stored leaf points at it).  h:
+        its data_hash when known.  A read-only memoryview (of an import's piece) is kept
+        as it is until the unit is written; anything else is copied."""
+        if h is None:
+            h = data_hash(block)
         e = self.ca.get(h)
         if e is not None:
             self.stats["data_deduped"] += 1
             return e[0], h
-        paddr = self.log.append(C.BLOCK_DATA, 0, h, bytes(block))
+        if not (type(block) is memoryview and block.readonly):
+            block = bytes(block)
+        paddr = self.log.append(C.BLOCK_DATA, 0, h, block)
         self.ca.new(h, paddr, C.BLOCK_DATA, 0)
         self.stats["data_written"] += 1
         return paddr, h

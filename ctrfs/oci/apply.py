@@ -216,8 +216,14 @@ class LayerApplier:
                     raise
         self.final[ino] = (e.atime_ns, e.mtime_ns)
 
-    def _data(self, offset, piece):
+    def _data(self, offset, piece, hashes=None):
         fs = self.fs
+        if hashes is not None:
+            n = fs.write_hashed(self._ino, offset, piece, hashes)
+            if n == len(piece):
+                self.bytes += n
+                return
+            offset, piece = offset + n, piece[n:]
         mv = memoryview(piece)
         while mv:
             n = fs.write(self._ino, offset, mv)

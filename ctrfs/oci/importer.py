@@ -16,7 +16,7 @@ from ..format import constants as C
 from ..format.pointer import NULL_POINTER
 from . import imagemeta
 from .apply import LayerApplier
-from .pipeline import threaded
+from .pipeline import threaded, with_block_hashes
 from .recipe import Recorder
 from .streams import LayerStream
 from .tarlayer import read_layer
@@ -144,7 +144,8 @@ class Importer:
         raw = layer.open()
         stream = LayerStream(raw, layer.what)
         recorder = Recorder(stream)
-        events = _with_finish(read_layer(stream, layer.what, recorder), stream, recorder)
+        events = with_block_hashes(_with_finish(read_layer(stream, layer.what, recorder), stream, recorder),
+                                   self.engine.block_size)
         if self.threads:
             events = threaded(events)
         applier = LayerApplier(fs, layer.what)

@@ -1,12 +1,39 @@
 """Run an event generator (reading, decompressing, hashing and parsing a layer) in a
-thread beside the consumer (hashing and storing blocks): zlib, zstd and sha256 release
-the GIL, so the two use both cores.  Exceptions of the producer reach the consumer;
-a consumer that stops early stops the producer."""
+thread beside the consumer (storing blocks and tree items): zlib, zstd, sha256 and blake3
+release the GIL, so the two use both cores.  Exceptions of the producer reach the
+consumer; a consumer that stops early stops the producer."""
 import queue
 import threading
 
+from ..format import constants as C
+from ..format.checksum import data_hash
+
 DEPTH = 64                 # events in flight (file data pieces are up to 1 MiB each)
 _END = object()
+
+
+def with_block_hashes(events, block_size):
+    """File data pieces (offset, bytes) that start on a block boundary and hold whole
+    blocks, or end the file, become (offset, bytes, hashes): the data_hash of each block,
+    the last one zero-padded as it is stored (FileSystem.write_hashed).  Files small
+    enough to be stored inline are left alone."""
+    size = 0
+    for ev in events:
+        if type(ev) is not tuple:
+            size = ev.size
+            yield ev
+            continue
+        offset, piece = ev
+        n = len(piece)
+        tail = n % block_size
+        if size <= C.INLINE_MAX or offset % block_size or (tail and offset + n != size):
+            yield ev
+            continue
+        mv = memoryview(piece)
+        hashes = [data_hash(mv[i:i + block_size]) for i in range(0, n - tail, block_size)]
+        if tail:
+            hashes.append(data_hash(bytes(mv[n - tail:]) + bytes(block_size - tail)))
+        yield offset, piece, hashes
 
 
 def threaded(events, depth=DEPTH):
