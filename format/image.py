@@ -42,6 +42,22 @@ RecipeZeros = Struct(
     "length" / Int64ul,                          # zero bytes (the end-of-archive blocks)
 )
 
+
+
+# The recorder writes a record per tar member; these give the same bytes as the Structs
+# above (tests/format checks it) without construct's per-call cost.
+def pack_recipe_raw(data) -> bytes:
+    return bytes((C.RECIPE_RAW,)) + len(data).to_bytes(4, "little") + bytes(data)
+
+
+def pack_recipe_file(path: bytes, size: int) -> bytes:
+    return bytes((C.RECIPE_FILE,)) + len(path).to_bytes(2, "little") + path + size.to_bytes(8, "little")
+
+
+def pack_recipe_zeros(length: int) -> bytes:
+    return bytes((C.RECIPE_ZEROS,)) + length.to_bytes(8, "little")
+
+
 LAYER_KEY = fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_LAYER,)))
 
 

@@ -17,9 +17,10 @@ import zstandard
 
 from ..errors import BadImageError
 from ..format import constants as C
-from ..format.image import RecipeFile, RecipeHeader, RecipeRaw, RecipeZeros
+from ..format.image import RecipeHeader, pack_recipe_file, pack_recipe_raw, pack_recipe_zeros
 
 ZSTD_LEVEL = 3
+BATCH = 1 << 20                       # records gathered before a zstd call
 
 
 class Mismatch(Exception):
@@ -35,10 +36,14 @@ class Recorder:
         self.end = 0                  # stream offset up to which the recipe covers the archive
         self.spoilt = False
         self.z = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
-        self.out = [self.z.compress(RecipeHeader.build({"version": C.RECIPE_VERSION}))]
+        self.out = []
+        self.buf = bytearray(RecipeHeader.build({"version": C.RECIPE_VERSION}))
 
-    def _emit(self, tag, body):
-        self.out.append(self.z.compress(bytes((tag,)) + body))
+    def _emit(self, record):
+        self.buf += record
+        if len(self.buf) >= BATCH:
+            self.out.append(self.z.compress(bytes(self.buf)))
+            self.buf.clear()
 
     def _raw(self, upto):
         n = upto - self.end
@@ -51,7 +56,7 @@ class Recorder:
             except BadImageError:         # fell out of the stream's window
                 self.spoilt = True
                 return
-            self._emit(C.RECIPE_RAW, RecipeRaw.build({"data": data}))
+            self._emit(pack_recipe_raw(data))
         self.end = upto
 
     def member(self, m, path):
@@ -64,7 +69,7 @@ class Recorder:
             return
         self._raw(m.offset_data)
         if path is not None and m.size and not self.spoilt:
-            self._emit(C.RECIPE_FILE, RecipeFile.build({"path": b"/".join(path), "size": m.size}))
+            self._emit(pack_recipe_file(b"/".join(path), m.size))
             self.end = m.offset_data + m.size
 
     def finish(self):
@@ -77,10 +82,11 @@ class Recorder:
             except BadImageError:
                 return None
             if tail.count(0) == len(tail):
-                self._emit(C.RECIPE_ZEROS, RecipeZeros.build({"length": n}))
+                self._emit(pack_recipe_zeros(n))
             else:
-                self._emit(C.RECIPE_RAW, RecipeRaw.build({"data": tail}))
-        self._emit(C.RECIPE_END, b"")
+                self._emit(pack_recipe_raw(tail))
+        self._emit(bytes((C.RECIPE_END,)))
+        self.out.append(self.z.compress(bytes(self.buf)))
         self.out.append(self.z.flush())
         return b"".join(self.out)
 

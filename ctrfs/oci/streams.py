@@ -122,8 +122,11 @@ class _Gzip:
 
 
 class LayerStream:
-    """The uncompressed bytes of a layer (file-like, for tarfile), hashed as they pass,
-    with the last bytes kept so the tar reader can look at where the archive stopped."""
+    """The uncompressed bytes of a layer, hashed as they pass, with the last bytes kept so
+    the tar reader can look at where the archive stopped.  File-like for tarfile's
+    seekable mode: a seek forward reads on, a seek back stays within the kept bytes, and
+    read(n) gives n bytes unless the stream ends (tarfile's stream mode instead reads in
+    10 KiB records and copies every byte twice more)."""
     WINDOW = 1 << 16
 
     def __init__(self, src, what):
@@ -138,11 +141,44 @@ class LayerStream:
             self.inner, self.compression = src, None
         self.src = src
         self.hash = hashlib.sha256()
-        self.pos = 0
+        self.pos = 0                  # bytes taken from inner
+        self.at = 0                   # the reader's position (at most WINDOW behind pos)
         self.window = bytearray()     # the bytes just before pos
         self.eof = False
 
+    def tell(self):
+        return self.at
+
+    def seek(self, offset, whence=0):
+        if whence != 0:
+            raise BadImageError(f"{self.what}: tar reader seeks from {whence}")
+        while self.pos < offset and self._take(min(READ, offset - self.pos)):
+            pass
+        if self.pos - offset > len(self.window):
+            raise BadImageError(f"{self.what}: tar reader lost its place")
+        self.at = min(offset, self.pos)
+        return self.at
+
     def read(self, n=READ):
+        if n is None or n < 0:
+            n = READ
+        parts = []
+        if self.at < self.pos:                   # bytes seen already: from the window
+            start = len(self.window) - (self.pos - self.at)
+            parts.append(bytes(self.window[start:start + n]))
+            self.at += len(parts[0])
+            n -= len(parts[0])
+        while n > 0:
+            data = self._take(n)
+            if not data:
+                break
+            self.at += len(data)
+            n -= len(data)
+            parts.append(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _take(self, n):
+        """Up to n new bytes from the decompressor, hashed and kept in the window."""
         if self.eof:
             return b""
         try:
@@ -158,15 +194,18 @@ class LayerStream:
             return b""
         self.hash.update(data)
         self.pos += len(data)
-        self.window += data
-        if len(self.window) > 2 * self.WINDOW:
-            del self.window[:-self.WINDOW]
+        if len(data) >= self.WINDOW:
+            self.window = bytearray(memoryview(data)[-self.WINDOW:])
+        else:
+            self.window += data
+            if len(self.window) > 2 * self.WINDOW:
+                del self.window[:-self.WINDOW]
         return data
 
     def bytes_at(self, offset, n):
         """Up to n bytes from stream offset `offset` (at most WINDOW behind the read
         position), reading on as needed."""
-        while self.pos < offset + n and self.read(READ):
+        while self.pos < offset + n and self._take(READ):
             pass
         start = len(self.window) - (self.pos - offset)
         if start < 0:
@@ -175,7 +214,7 @@ class LayerStream:
 
     def finish(self):
         """Read to the end of the stream and of its blob; the diff_id 'sha256:<hex>'."""
-        while self.read(READ):
+        while self._take(READ):
             pass
         if isinstance(self.src, CheckedReader):
             self.src.drain()

@@ -119,7 +119,9 @@ def read_layer(stream, what="layer", recipe=None):
     is a streams.LayerStream (or any file-like with bytes_at); recipe: a recipe.Recorder
     told of every member."""
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+        # seekable mode ("r:"): file data is read straight from the stream in pieces
+        # (stream mode copies it through 10 KiB records); LayerStream seeks only forward
+        tf = tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError as exc:
         raise BadImageError(f"{what}: not a tar stream ({exc})") from None
     try:
@@ -127,7 +129,7 @@ def read_layer(stream, what="layer", recipe=None):
             m = tf.next()
             if m is None:
                 break
-            tf.members.clear()                    # stream mode would keep every header
+            tf.members.clear()                    # tarfile would keep every header
             e = entry_of(m)
             if recipe is not None:
                 recipe.member(m, e.path if e is not None and e.kind == FILE else None)
@@ -135,7 +137,7 @@ def read_layer(stream, what="layer", recipe=None):
                 continue
             yield e
             if e.kind == FILE and e.size:
-                yield from _data(tf, m, e)
+                yield from _data(tf, stream, m, e)
     except tarfile.TarError as exc:
         raise BadImageError(f"{what}: {_tar_message(exc)}") from None
     except EOFError:
@@ -153,9 +155,14 @@ def _tar_message(exc):
     return "truncated stream (a member is shorter than its header says)" if "unexpected end" in text else text
 
 
-def _data(tf, m, e):
-    f = tf.extractfile(m)
-    regions = m.sparse if m.sparse else [(0, m.size)]
+def _data(tf, stream, m, e):
+    if m.sparse:                          # tarfile maps the sparse regions
+        f = tf.extractfile(m)
+        regions = m.sparse
+    else:
+        f = stream
+        f.seek(m.offset_data)
+        regions = [(0, m.size)]
     for offset, length in regions:
         if m.sparse:
             f.seek(offset)
