@@ -11,9 +11,10 @@ import shutil
 import stat
 import tempfile
 import time
-import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+
+from isal import isal_zlib
 
 from ..catalogue import LAYER_PREFIX
 from ..errors import CtrfsError, FsError, UsageError
@@ -32,7 +33,9 @@ MT_INDEX = "application/vnd.oci.image.index.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 WHITEOUT_PREFIX = b".wh."
 OPAQUE_NAME = b".wh..wh..opq"
-GZIP_LEVEL = 6               # gzip's and Go's default: what umoci and skopeo write
+# ISA-L's best level: 10x zlib's default speed (374 against 35 MB/s on the corpus) for
+# layers about 9% bigger; zlib at 6 made compression the whole of an export's time
+GZIP_LEVEL = 3
 READ_CHUNK = 1 << 20
 BUFFER = 1 << 20             # tar bytes handed to the compressing thread at a time
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
@@ -138,7 +141,7 @@ def replay(blob, fs, write):
 # ---- blobs ----------------------------------------------------------------------------------------
 class BlobSink:
     """Tar bytes in; sha256 of them (the diff_id), and of the gzip stream written to `f`
-    (the blob digest).  Compression runs on a second thread (zlib drops the GIL) while
+    (the blob digest).  Compression runs on a second thread (ISA-L drops the GIL) while
     this one reads the tree."""
 
     def __init__(self, f, compress):
@@ -147,7 +150,7 @@ class BlobSink:
         self.blob = hashlib.sha256()
         self.size = 0
         # wbits 31: a gzip header with no name and mtime 0
-        self.z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if compress else None
+        self.z = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31) if compress else None
         self.buf = bytearray()
         self.pool = ThreadPoolExecutor(1) if compress else None
         self.pending = deque()
