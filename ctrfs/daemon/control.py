@@ -9,7 +9,7 @@ finds it from a mount point.  Requests:
   {"op": "bound", "slot", "target"}                         -> {"ok"}
   {"op": "wait", "slot"}                                    -> {"ok", "code"} when it ends
   {"op": "release", "target"}                               -> {"ok", "code", "exiting"}
-  {"op": "run", "argv"}                                     -> {"ok", "code", "stdout", "stderr"}
+  {"op": "run", "argv", "cwd", "env"}                       -> {"ok", "code", "stdout", "stderr"}
 
 A failure is {"ok": false, "code": EXIT, "error": "one line"}."""
 import json

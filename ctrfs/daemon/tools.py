@@ -2,7 +2,9 @@
 made absolute against its cwd), the daemon runs the very same command function in a
 worker thread against its own engine (tool.Borrowed), and sends back stdout, stderr and
 the exit code, which the client passes on as its own.  Output and exit codes are those
-of the offline command.  One command at a time; the FUSE session keeps answering (turns)."""
+of the offline command.  One command at a time; the FUSE session keeps answering (turns).
+The client's environment variables that name credentials, certificates, proxies and the
+scratch directory go with it (a pull reads the caller's auth.json, not the daemon's)."""
 import asyncio
 import contextlib
 import io
@@ -14,7 +16,11 @@ from .. import tool
 
 log = logging.getLogger("ctrfs.daemon")
 # subcommands that work on a device's engine, and where their DEVICE argument is
-ROUTED = {"import", "commit", "clone", "tag", "rm", "gc", "df", "images"}
+ROUTED = {"import", "pull", "commit", "clone", "tag", "rm", "gc", "df", "images"}
+# what a command may read from its environment (registry.credentials, the HTTP client)
+PASSED_ENV = ("HOME", "XDG_RUNTIME_DIR", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "TMPDIR",
+              "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+              "http_proxy", "https_proxy", "no_proxy")
 
 
 def device_argument(args):
@@ -43,7 +49,8 @@ def forward(args, argv):
     except (NoDaemon, OSError):
         return None
     with client:
-        ans = client.request(op="run", argv=list(argv), cwd=os.getcwd())
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        ans = client.request(op="run", argv=list(argv), cwd=os.getcwd(), env=env)
     sys.stdout.write(ans.get("stdout", ""))
     sys.stdout.flush()
     sys.stderr.write(ans.get("stderr", "") or (f"{tool.PROG}: {ans['error']}\n" if not ans.get("ok") else ""))
@@ -53,15 +60,33 @@ def forward(args, argv):
 async def run_tool(daemon, req):
     argv = [str(a) for a in req.get("argv") or []]
     cwd = req.get("cwd") or "/"
+    env = {str(k): str(v) for k, v in (req.get("env") or {}).items() if k in PASSED_ENV}
     async with daemon.tool_lock:
         daemon.tool_running = True
         try:
-            return await asyncio.to_thread(_run, daemon, argv, cwd)
+            return await asyncio.to_thread(_run, daemon, argv, cwd, env)
         finally:
             daemon.tool_running = False
 
 
-def _run(daemon, argv, cwd):
+@contextlib.contextmanager
+def _environment(env):
+    """The client's PASSED_ENV for the length of one command (one runs at a time)."""
+    saved = {k: os.environ.get(k) for k in PASSED_ENV}
+    for k in PASSED_ENV:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(daemon, argv, cwd, env):
     from ..cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -71,10 +96,10 @@ def _run(daemon, argv, cwd):
         here = os.getcwd()
         try:
             os.chdir(cwd)
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with _environment(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = main(argv)
             if code:
-                _undo(daemon, before)
+                _undo(daemon, before, keep_layers=argv[:1] == ["pull"])
         finally:
             tool.BORROWED = None
             os.chdir(here)
@@ -82,12 +107,17 @@ def _run(daemon, argv, cwd):
     return {"ok": True, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
-def _undo(daemon, before):
+def _undo(daemon, before, keep_layers=False):
     """A command that failed on the live engine must leave nothing for the next commit:
     offline its engine would just be closed.  What it added goes (a failed import's
-    layers and scratch tree); every command refuses before it deletes anything."""
+    layers and scratch tree); every command refuses before it deletes anything.  A pull
+    keeps its layers, as offline: each was verified and committed as it came in, so a
+    retry resumes from them."""
+    from ..catalogue import LAYER_PREFIX
+
     engine = daemon.engine
-    for name in [n for n, _e in engine.snapshots() if n not in before]:
+    for name in [n for n, _e in engine.snapshots() if n not in before
+                 and not (keep_layers and n.startswith(LAYER_PREFIX))]:
         try:
             engine.delete(name)
         except Exception:

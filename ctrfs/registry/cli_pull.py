@@ -13,7 +13,8 @@ HELP = "pull an image from an OCI registry (OCI or Docker schema 2; gzip, zstd o
 def add_parser(sub):
     from .options import add_remote_options
 
-    s = sub.add_parser("pull", help=HELP, description=HELP + ".  The device must not be mounted.")
+    s = sub.add_parser("pull", help=HELP, description=HELP + ".  On a mounted device the "
+                       "device's daemon runs it (with this shell's credentials).")
     s.add_argument("device", metavar="DEVICE")
     s.add_argument("remote", metavar="[docker://]HOST[:PORT]/REPO[:TAG|@sha256:HEX] | dir:PATH[:TAG]")
     s.add_argument("--name", metavar="NAME[:TAG]", help="the image's name on the device "
@@ -66,7 +67,8 @@ def pull_oci(args, client, remote, name):
     progress = ImportProgress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
 
     def work(engine):
-        imp = Importer(engine, progress=progress, on_layer=lambda _name: engine.commit())
+        imp = Importer(engine, progress=progress, on_layer=lambda _name: engine.commit(),
+                       pause=getattr(engine, "pause", None))      # a daemon's (tool.Borrowed)
         if progress:
             progress.start(str(remote))
         return imp.import_image(image, name)
@@ -96,7 +98,8 @@ def pull_transfer(args, store, shown, name, raw):
     def work(engine):
         if progress:
             progress.start(shown)
-        return pull(engine, Importer(engine, progress=progress), store, raw, name, tmp)
+        imp = Importer(engine, progress=progress, pause=getattr(engine, "pause", None))
+        return pull(engine, imp, store, raw, name, tmp)
 
     try:
         root, counts = import_on(args.device, work, lambda n, before: n not in before, progress)
