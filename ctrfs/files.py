@@ -108,13 +108,15 @@ class FileData:
         mv = memoryview(data)
         first = offset // bs
         items = []
+        maybe = self.store.ca.may_hold(hashes)
         for i, h in enumerate(hashes):
             if h == zero:
                 continue                                     # a hole
             block = mv[i * bs:(i + 1) * bs]
             if len(block) < bs:
                 block = bytes(block) + bytes(bs - len(block))
-            items.append((block_key(ino, first + i), pack_pointer(put_data(block, h)[0], h)))
+            paddr = put_data(block, h, new=not maybe[i])[0]
+            items.append((block_key(ino, first + i), pack_pointer(paddr, h)))
         self.tree.update_sorted(items)
         ind.size = max(ind.size, offset + len(data))
 

@@ -27,6 +27,7 @@ class ContentIndex:
         self.head = NULL_POINTER  # newest CA log block
         self.entries = 0         # entries in the chain (an entry logged twice counts twice)
         self.force_merge = False  # merge at the next commit (the cleaner wants a chain block moved)
+        self._words = None       # (tree, sorted first words of its keys) for may_hold
 
     def load_log(self, read_raw, head, entries):
         """Read the CA log chain from its head (newest block first: the first value seen wins)."""
@@ -69,6 +70,33 @@ class ContentIndex:
         if h in self.delta:
             return self.delta[h]
         return self._lookup(h)
+
+    def get_new(self, h):
+        """get(h) for a hash may_hold said the CA tree lacks: the tree is not walked."""
+        if h in self.delta:
+            return self.delta[h]
+        e = self.logged.get(h)
+        return list(e) if e is not None else None
+
+    def may_hold(self, hashes):
+        """A bool array: False where the CA tree surely lacks the hash.  Bulk stores (an
+        import) ask about thousands of new blocks, each a tree walk of ~15 us; instead one
+        sorted array of the first 8-byte word of every tree key (8 bytes per block, built
+        once per merge), searched for all the hashes at once."""
+        if self._words is None or self._words[0] is not self.tree:
+            if self.tree.root is None:
+                words = np.zeros(0, dtype=np.uint64)
+            else:
+                words = np.concatenate([np.frombuffer(b"".join(keys), dtype=np.uint64)[::4]
+                                        for keys in self.tree.leaf_keys()])
+                words.sort()
+            self._words = (self.tree, words)
+        words = self._words[1]
+        want = np.frombuffer(b"".join(hashes), dtype=np.uint64)[::4]
+        if not len(words):
+            return np.zeros(len(want), dtype=bool)
+        at = np.minimum(np.searchsorted(words, want), len(words) - 1)
+        return words[at] == want
 
     def _entry(self, h):
         e = self.delta.get(h)
@@ -142,6 +170,7 @@ class ContentIndex:
     def merge(self, log, changes=()):
         """Write log + changes into the CA tree (sorted: each leaf is copied once); the
         chain blocks are freed."""
+        self._words = None
         merged = dict(self.logged)
         merged.update(changes)
         self.tree.update_sorted((h, None if e is None else pack_ca(*e)) for h, e in sorted(merged.items()))
@@ -277,13 +306,14 @@ class BlockStore:
         return paddr, h
 
     # ---- data ------------------------------------------------------------------------------
-    def put_data(self, block, h=None):
+    def put_data(self, block, h=None, new=False):
         """Store one full data block (unreferenced until a stored leaf points at it).  h:
-        its data_hash when known.  A read-only memoryview (of an import's piece) is kept
-        as it is until the unit is written; anything else is copied."""
+        its data_hash when known; new: the CA tree surely lacks it (ContentIndex.may_hold).
+        A read-only memoryview (of an import's piece) is kept as it is until the unit is
+        written; anything else is copied."""
         if h is None:
             h = data_hash(block)
-        e = self.ca.get(h)
+        e = self.ca.get_new(h) if new else self.ca.get(h)
         if e is not None:
             self.stats["data_deduped"] += 1
             return e[0], h

@@ -84,6 +84,17 @@ class Tree:
                 return
             yield from self._scan(vals[j], lo, hi)
 
+    def leaf_keys(self):
+        """Each leaf's key list, in key order (a whole-tree pass without per-item work)."""
+        def walk(ref):
+            level, keys, vals = self._view(ref)
+            if level == 0:
+                yield keys
+            else:
+                for child in vals:
+                    yield from walk(child)
+        return walk(self.root) if self.root is not None else iter(())
+
     def is_dirty(self):
         return isinstance(self.root, Node)
 
