@@ -34,7 +34,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 WHITEOUT_PREFIX = b".wh."
 OPAQUE_NAME = b".wh..wh..opq"
 # ISA-L's best level: 10x zlib's default speed (374 against 35 MB/s on the corpus) for
-# layers about 9% bigger; zlib at 6 made compression the whole of an export's time
+# blobs about 4% bigger (C: 220.0 MB against 210.9); zlib at 6 was all of an export's time
 GZIP_LEVEL = 3
 READ_CHUNK = 1 << 20
 BUFFER = 1 << 20             # tar bytes handed to the compressing thread at a time

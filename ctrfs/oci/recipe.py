@@ -42,7 +42,7 @@ class Recorder:
     def _emit(self, record):
         self.buf += record
         if len(self.buf) >= BATCH:
-            self.out.append(self.z.compress(bytes(self.buf)))
+            self.out.append(self.z.compress(self.buf))
             self.buf.clear()
 
     def _raw(self, upto):
@@ -86,7 +86,7 @@ class Recorder:
             else:
                 self._emit(pack_recipe_raw(tail))
         self._emit(bytes((C.RECIPE_END,)))
-        self.out.append(self.z.compress(bytes(self.buf)))
+        self.out.append(self.z.compress(self.buf))
         self.out.append(self.z.flush())
         return b"".join(self.out)
 

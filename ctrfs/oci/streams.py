@@ -165,7 +165,7 @@ class LayerStream:
         parts = []
         if self.at < self.pos:                   # bytes seen already: from the window
             start = len(self.window) - (self.pos - self.at)
-            parts.append(bytes(self.window[start:start + n]))
+            parts.append(bytes(memoryview(self.window)[start:start + n]))   # one copy
             self.at += len(parts[0])
             n -= len(parts[0])
         while n > 0:

@@ -156,13 +156,11 @@ def _tar_message(exc):
 
 
 def _data(tf, stream, m, e):
-    if m.sparse:                          # tarfile maps the sparse regions
-        f = tf.extractfile(m)
-        regions = m.sparse
-    else:
-        f = stream
-        f.seek(m.offset_data)
-        regions = [(0, m.size)]
+    # a sparse member's regions are mapped by tarfile; any other is read from the stream
+    f = tf.extractfile(m) if m.sparse else stream
+    regions = m.sparse or [(0, m.size)]
+    if not m.sparse:
+        stream.seek(m.offset_data)
     for offset, length in regions:
         if m.sparse:
             f.seek(offset)
