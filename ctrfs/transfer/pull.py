@@ -86,20 +86,38 @@ class LocalContents:
 
 
 class Blobs:
-    """Object blobs fetched from the store, verified and kept decompressed in `tmp`."""
+    """Object blobs fetched from the store, verified and kept decompressed in `tmp`.  Each
+    fetched blob is also kept, as it came, in `keep` (named by its digest) until the pull
+    succeeds: a pull that failed or was killed uses them again, after checking them, so
+    what already arrived is not fetched twice."""
 
-    def __init__(self, store, rows, tmp):
-        self.store, self.rows, self.tmp = store, rows, tmp
+    def __init__(self, store, rows, tmp, keep=None):
+        self.store, self.rows, self.tmp, self.keep = store, rows, tmp, keep
         self.have = {}
         self.bytes = 0
+        self.kept = 0             # blobs an earlier pull had fetched
+
+    def _fetch(self, digest, size):
+        path = os.path.join(self.keep, digest.split(":", 1)[1]) if self.keep else None
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                comp = f.read(size + 1)
+            if len(comp) == size and "sha256:" + hashlib.sha256(comp).hexdigest() == digest:
+                self.kept += 1
+                return comp
+        comp = self.store.get(digest, size, X.BLOB_MAX)
+        self.bytes += len(comp)
+        if path:
+            with open(path + ".new", "wb") as f:
+                f.write(comp)
+            os.replace(path + ".new", path)
+        return comp
 
     def part(self, bi, off, n, sha):
         path = self.have.get(bi)
         if path is None:
             digest, size, usize = self.rows[bi]
-            comp = self.store.get(digest, size, X.BLOB_MAX)
-            self.bytes += len(comp)
-            raw = X.decompress(comp, usize, f"blob {digest[:19]}...")
+            raw = X.decompress(self._fetch(digest, size), usize, f"blob {digest[:19]}...")
             if len(raw) != usize:
                 raise BadImageError(f"blob {digest[:19]}...: {len(raw)} bytes, the index says {usize}")
             path = os.path.join(self.tmp, digest.split(":", 1)[1])
@@ -136,8 +154,9 @@ def events(entries, contents, local, blobs, counts):
             raise BadImageError(f"{show(entry.path)}: the content does not match its id")
 
 
-def pull(engine, importer, store, manifest_raw, name, tmp):
-    """Import the transfer image of manifest_raw as `name`; returns (root, counts)."""
+def pull(engine, importer, store, manifest_raw, name, tmp, keep=None):
+    """Import the transfer image of manifest_raw as `name`; returns (root, counts).  keep:
+    where fetched blobs wait for a retry (Blobs)."""
     index_desc, config_desc = read_manifest(manifest_raw)
     try:
         config = json.loads(store.get(config_desc["digest"], config_desc["size"], CONFIG_MAX))
@@ -148,10 +167,11 @@ def pull(engine, importer, store, manifest_raw, name, tmp):
     oci_config = config.get("image") if isinstance(config, dict) else None
     sizes = {c["size"] for c in contents.values()}
     local = LocalContents(engine, sizes)
-    blobs = Blobs(store, rows, tmp)
+    blobs = Blobs(store, rows, tmp, keep)
     counts = {"files": sum(1 for e, _c in entries if e.kind == T.FILE), "local": 0, "fetched": 0}
     root = importer.import_events(events(entries, contents, local, blobs, counts), name, "transfer",
                                   config=oci_config.encode() if isinstance(oci_config, str) else None)
     counts["blobs"] = len(blobs.have)
+    counts["kept"] = blobs.kept
     counts["bytes"] = blobs.bytes + index_desc["size"] + config_desc["size"]
     return root, counts

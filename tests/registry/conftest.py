@@ -15,6 +15,15 @@ from ctrfs.testing.tokenserver import TokenServer  # noqa: E402
 USER, PASSWORD = "ctrfs", "s3cret pass"
 
 
+@pytest.fixture(autouse=True)
+def own_tmpdir(tmp_path, monkeypatch):
+    """ctrfs pull keeps a failed transfer's blobs in $TMPDIR: the test's own, not /var/tmp."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    return tmp
+
+
 @pytest.fixture
 def registry(tmp_path):
     with reg.running(tmp_path / "registry") as r:

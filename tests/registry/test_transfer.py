@@ -4,11 +4,12 @@ a `dir:` store: exact trees, contents the remote or the device already has do no
 collector keeps every blob a transfer image needs."""
 import json
 import os
+import subprocess
 
 import pytest
 from ocitree import assert_same_tree, ctrfs, describe_dir, describe_image, fsck_clean, image_names, mkfs
 from regrun import pull, push
-from toolrun import assert_error, assert_ok
+from toolrun import BIN, assert_error, assert_ok
 
 from ctrfs.testing.proxy import FaultProxy
 from ctrfs.transfer import index as X
@@ -107,3 +108,77 @@ def test_transfer_refusals(dir_store, tmp_path):
     assert_error(ctrfs("pull", dev, f"dir:{dir_store}:v9"), 3, "no image tagged", prog="ctrfs")
     assert_error(ctrfs("push", dev, "app:1", f"dir:{tmp_path}/s2", "--format", "oci"), 16, "dir:PATH",
                  prog="ctrfs")
+
+
+@pytest.fixture
+def big_image(tmp_path):
+    """A device with image big:1, whose 12 MiB file travels as three 4 MiB pieces, and its
+    source tree."""
+    tree = tmp_path / "tree"
+    (tree / "data").mkdir(parents=True)
+    (tree / "data/big.bin").write_bytes(os.urandom(12 << 20))
+    (tree / "data/small.txt").write_text("small\n")
+    tar = tmp_path / "tree.tar"
+    subprocess.run(["tar", "-C", tree, "--numeric-owner", "--format=posix", "-cf", tar, "."], check=True)
+    img = mkfs(tmp_path / "fs.img")
+    assert_ok(ctrfs("import", img, tar, "--name", "big:1", "-q"))
+    return img, tree
+
+
+def _objects(registry, repo, tag):
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                          f"docker://{registry.host}/{repo}:{tag}"], capture_output=True, check=True).stdout
+    return [d["digest"] for d in json.loads(raw)["layers"] if d["mediaType"] == X.MT_OBJECTS]
+
+
+def test_killed_pull_resumes_from_kept_blobs(registry, big_image, own_tmpdir, tmp_path):
+    """kill -9 while the last object blob downloads: no image on the device, fsck clean, the
+    blobs that arrived are kept; the next pull fetches only the rest, and then removes them."""
+    img, tree = big_image
+    assert_ok(push(img, "big:1", registry, "tx/big:1", "--format", "ctrfs"))
+    objects = _objects(registry, "tx/big", "1")
+    assert len(objects) >= 3
+    dev = mkfs(tmp_path / "dev.img")
+    before = image_names(dev)
+    with FaultProxy(registry.host) as proxy:
+        proxy.fault(objects[-1], "stall")
+        cmd = [str(BIN / "ctrfs"), "pull", str(dev), f"{proxy.host}/tx/big:1", "--tls-verify=false",
+               "--name", "got:1"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert proxy.stalled.wait(60)
+            proc.kill()
+            proc.wait(30)
+        finally:
+            proxy.release.set()
+        assert image_names(dev) == before
+        fsck_clean(dev)
+        kept = [p for p in own_tmpdir.glob("ctrfs-pull-*/*") if p.name != "raw"]
+        assert len(kept) == len(objects) - 1, kept
+        proxy.clear()
+        res = assert_ok(pull(dev, registry, "tx/big:1", "--name", "got:1", host=proxy.host))
+        assert f"({len(objects) - 1} kept from an earlier try)" in res.out, res.out
+        gets = proxy.blob_gets()
+        assert [gets[d] for d in objects] == [0] * (len(objects) - 1) + [1]
+    assert_same_tree(describe_image(dev, "got:1"), describe_dir(tree))
+    assert list(own_tmpdir.iterdir()) == []
+    fsck_clean(dev)
+
+
+def test_interrupted_transfer_push_sends_only_the_rest(registry, big_image):
+    """The registry fails (503 through every retry) when the push reaches the last object
+    blob: no tag; pushing again sends only that blob, the index and the config."""
+    img, _tree = big_image
+    assert_ok(push(img, "big:1", registry, "tx/first:1", "--format", "ctrfs"))
+    objects = _objects(registry, "tx/first", "1")     # the same blobs: packing is deterministic
+    with FaultProxy(registry.host) as proxy:
+        proxy.fault(f"/blobs/{objects[-1]}", "unavailable", times=100)
+        res = push(img, "big:1", registry, "tx/big:1", "--format", "ctrfs", host=proxy.host)
+        assert_error(res, 3, prog="ctrfs")
+        assert proxy.count("PUT", "/blobs/uploads/") == len(objects) - 1
+        assert proxy.count("PUT", "/manifests/") == 0
+        proxy.clear()
+        res = assert_ok(push(img, "big:1", registry, "tx/big:1", "--format", "ctrfs", host=proxy.host))
+        assert f"3 blobs sent, {len(objects) - 1} skipped" in res.out, res.out
+        assert proxy.count("PUT", "/blobs/uploads/") == 3
+    assert _objects(registry, "tx/big", "1") == objects
