@@ -23,6 +23,11 @@ class ImportProgress:
         self.what = f"layer {i}/{n}"
         self._draw(force=True)
 
+    def status(self, what):
+        """What the counter is at, in words (a transfer's objects sent, fetched, skipped)."""
+        self.what = what
+        self._draw()
+
     def bytes(self, n):
         self.done += n
         self._draw()
@@ -32,11 +37,14 @@ class ImportProgress:
         if not force and now - self.last < self.interval:
             return
         self.last = now
-        self.stream.write(f"\r{self.image}: {self.what}, {format_size(self.done)} {self.unit}\x1b[K")
+        said = ", ".join(x for x in (self.what, f"{format_size(self.done)} {self.unit}") if x)
+        self.stream.write(f"\r{self.image}: {said}\x1b[K")
         self.stream.flush()
         self.shown = True
 
     def close(self):
+        if self.what or self.done:
+            self._draw(force=True)          # the final counts, however soon they came
         if self.shown:
             self.stream.write("\n")
             self.stream.flush()

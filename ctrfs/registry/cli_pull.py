@@ -84,9 +84,8 @@ def pull_oci(args, client, remote, name):
 
 def pull_transfer(args, store, shown, name, raw):
     """A ctrfs file-level transfer image: one tree, contents the device has are not fetched.
-    Blobs fetched wait in $TMPDIR/ctrfs-pull-<manifest digest> until the image is in, so a
-    pull that failed or was killed resumes without fetching them again; their decompressed
-    bytes are scratch in its raw/."""
+    What is fetched waits in $TMPDIR/ctrfs-pull-<manifest digest> until the image is in, so
+    a pull that failed or was killed resumes without fetching it again."""
     import hashlib
     import shutil
 
@@ -98,24 +97,19 @@ def pull_transfer(args, store, shown, name, raw):
     progress = ImportProgress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
     base = os.environ.get("TMPDIR", "/var/tmp")
     keep = os.path.join(base, "ctrfs-pull-" + hashlib.sha256(raw).hexdigest()[:32])
-    tmp = os.path.join(keep, "raw")
-    shutil.rmtree(tmp, ignore_errors=True)        # a killed pull's
-    os.makedirs(tmp)
+    os.makedirs(keep, exist_ok=True)
 
     def work(engine):
         if progress:
             progress.start(shown)
         imp = Importer(engine, progress=progress, pause=getattr(engine, "pause", None))
-        return pull(engine, imp, store, raw, name, tmp, keep)
+        return pull(engine, imp, store, raw, name, keep, progress)
 
-    try:
-        root, counts = import_on(args.device, work, lambda n, before: n not in before, progress)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    root, counts = import_on(args.device, work, lambda n, before: n not in before, progress)
     shutil.rmtree(keep, ignore_errors=True)
     if not args.quiet:
         print(f"pulled {shown} as {name.decode()} (ctrfs): {counts['files']} files, {counts['fetched']} "
-              f"fetched, {counts['local']} already on the device; {counts['blobs']} blobs "
-              f"({counts['kept']} kept from an earlier try), {counts['bytes']} bytes received, "
+              f"fetched, {counts['local']} already on the device; {counts['ranges']} ranges of "
+              f"{counts['blobs']} blobs ({counts['kept']} kept from an earlier try), {counts['bytes']} bytes received, "
               f"root {root.hex()[:12]}")
     return 0

@@ -110,6 +110,7 @@ def push_transfer(args):
     """--format ctrfs: the file-level transfer to a registry or a dir:PATH."""
     from .. import catalogue
     from ..errors import UsageError
+    from ..oci.progress import ImportProgress
     from ..transfer.push import push
     from ..transfer.stores import DirStore, RegistryStore
     from .options import open_client
@@ -127,9 +128,14 @@ def push_transfer(args):
             raise UsageError(f"{args.remote}: push to a tag, not a digest")
         client = open_client(args, remote)
         store, tag = RegistryStore(client, remote.repo), remote.tag
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        progress = (ImportProgress(sys.stderr, unit="of file contents read"), ImportProgress(sys.stderr, unit="sent"))
+        for p in progress:
+            p.start(args.remote)
     try:
         with scratch_dir() as tmp, image_of(args) as (engine, name):
-            counts = push(engine, name, store, tag, tmp)
+            counts = push(engine, name, store, tag, tmp, progress)
     finally:
         if client is not None:
             client.close()

@@ -241,8 +241,9 @@ class Client:
         return [t for t in tags or [] if isinstance(t, str)]
 
     # ---- blobs ---------------------------------------------------------------------------
-    def blob_response(self, repo, digest, offset=0):
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+    def blob_response(self, repo, digest, offset=0, end=None):
+        """GET of a blob, from byte `offset` to `end` (exclusive; None: to its end)."""
+        headers = {"Range": f"bytes={offset}-{'' if end is None else end - 1}"} if offset or end else {}
         resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=_scope(repo, "pull"),
                             headers=headers, stream=True, what=f"blob {digest[:19]}...")
         if resp.status_code not in (200, 206):
@@ -251,9 +252,10 @@ class Client:
             raise RegistryError(f"{self.host}/{repo}: blob {digest[:19]}...: {text}")
         return resp
 
-    def open_blob(self, repo, digest):
-        """A file-like reader of a blob that resumes after a dropped connection."""
-        return BlobBody(self, repo, digest)
+    def open_blob(self, repo, digest, start=0, end=None):
+        """A file-like reader of a blob (or of bytes start..end of it) that resumes after a
+        dropped connection."""
+        return BlobBody(self, repo, digest, start, end)
 
     def blob_exists(self, repo, digest):
         resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=_scope(repo, "pull,push"))
@@ -304,16 +306,21 @@ class Client:
 
 
 class BlobBody:
-    """The `raw` of a CheckedReader: a blob's bytes; after a dropped connection it asks
-    again from where it stopped (Range), up to the client's tries."""
+    """The `raw` of a CheckedReader: a blob's bytes (or bytes start..end of it); after a
+    dropped connection it asks again from where it stopped (Range), up to the client's
+    tries."""
 
-    def __init__(self, client, repo, digest):
+    def __init__(self, client, repo, digest, start=0, end=None):
         self.client, self.repo, self.digest = client, repo, digest
-        self.pos = 0
-        self.resp = client.blob_response(repo, digest)
+        self.pos, self.end = start, end
         self.resumes = 0
+        self._reopen()
 
     def read(self, n=READ):
+        if self.end is not None:
+            n = min(n, self.end - self.pos)
+            if n <= 0:
+                return b""
         delay = BACKOFF
         while True:
             try:
@@ -332,7 +339,7 @@ class BlobBody:
                 self._reopen()
 
     def _reopen(self):
-        resp = self.client.blob_response(self.repo, self.digest, self.pos)
+        resp = self.client.blob_response(self.repo, self.digest, self.pos, self.end)
         if resp.status_code == 200:              # the registry ignored Range: skip what we have
             skip = self.pos
             while skip:

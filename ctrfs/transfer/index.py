@@ -2,16 +2,17 @@
 from its content, and where each file's content lies in the object blobs.  JSON, zstd
 compressed; decode_index() checks every field once, so the puller trusts what it returns.
 
-    {"version": 1,
+    {"version": 2,
      "entries": [{"p": path, "k": kind, "m": permission bits, "u": uid, "g": gid,
                   "t": mtime ns, "r": rdev, "l": symlink target or hardlink target path,
                   "x": {xattr name: base64 value}, "c": content id (regular files)}, ...],
-     "contents": {content id: {"size": n, "parts": [[blob, offset, length, sha256], ...]}},
-     "blobs": [[blob digest, blob size, uncompressed size], ...]}
+     "contents": {content id: {"size": n, "parts": [[blob, offset, frame, length, sha256], ...]}},
+     "blobs": [[blob digest, blob size], ...]}
 
-A content id is the sha256 of a file's bytes; a part is `length` bytes at `offset` of the
-uncompressed blob number `blob`, whose sha256 is given (a whole small file in a pack, or
-a piece of a large one).  Paths are bytes, carried as JSON strings through
+A content id is the sha256 of a file's bytes; a part (a whole small file in a pack, or a
+piece of a large one) is one zstd frame of `frame` bytes at `offset` of blob number `blob`,
+which decompresses to `length` bytes whose sha256 is given: a puller can fetch just the
+frames it lacks (a Range read).  Paths are bytes, carried as JSON strings through
 surrogateescape."""
 import base64
 import binascii
@@ -21,16 +22,16 @@ import re
 from ..errors import BadImageError
 from ..oci import tarlayer as T
 
-VERSION = 1
+VERSION = 2
 MT_CONFIG = "application/vnd.ctrfs.transfer.config.v1+json"
 MT_INDEX = "application/vnd.ctrfs.transfer.index.v1+json+zstd"
 MT_OBJECTS = "application/vnd.ctrfs.transfer.objects.v1+zstd"
 SMALL_FILE = 256 << 10        # files up to this size are packed whole
-PACK_SIZE = 8 << 20           # a pack blob is closed past this many uncompressed bytes
+PACK_SIZE = 8 << 20           # a pack blob is closed past this many (compressed) bytes
 PIECE_SIZE = 4 << 20          # larger files travel in pieces of this size
-BLOB_MAX = 16 << 20           # an object blob never decompresses to more
+BLOB_MAX = 16 << 20           # an object blob is never larger
 INDEX_MAX = 256 << 20         # an index never decompresses to more
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 6               # 5% smaller than 3 on the corpus, 2.4x the compress time (see TRANSFER.md)
 KINDS = (T.FILE, T.DIR, T.SYMLINK, T.HARDLINK, T.CHAR, T.BLOCK, T.FIFO)
 _SHA = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -77,23 +78,23 @@ def decode_index(data, what="index"):
         doc = json.loads(decompress(data, INDEX_MAX, what))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadImageError(f"{what}: not JSON ({exc})") from None
-    _need(isinstance(doc, dict) and doc.get("version") == VERSION, what, "not a version 1 index")
+    _need(isinstance(doc, dict) and doc.get("version") == VERSION, what, f"not a version {VERSION} index")
     blobs = doc.get("blobs")
     _need(isinstance(blobs, list), what, "no blobs")
     for b in blobs:
-        _need(isinstance(b, list) and len(b) == 3 and isinstance(b[0], str) and _SHA.match(b[0]), what, "bad blob")
-        _int(b[1], what, "blob size")
-        _need(_int(b[2], what, "blob size") <= BLOB_MAX, what, "a blob too large")
+        _need(isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and _SHA.match(b[0]), what, "bad blob")
+        _need(_int(b[1], what, "blob size") <= BLOB_MAX, what, "a blob too large")
     contents = doc.get("contents")
     _need(isinstance(contents, dict), what, "no contents")
     for cid, c in contents.items():
         _need(_SHA.match(cid) and isinstance(c, dict) and isinstance(c.get("parts"), list), what, "bad content")
         total = 0
         for part in c["parts"]:
-            _need(isinstance(part, list) and len(part) == 4, what, "bad part")
-            bi, off, n = (_int(x, what, "part") for x in part[:3])
-            _need(bi < len(blobs) and off + n <= blobs[bi][2], what, "a part outside its blob")
-            _need(isinstance(part[3], str) and _SHA.match(part[3]), what, "bad part digest")
+            _need(isinstance(part, list) and len(part) == 5, what, "bad part")
+            bi, off, frame, n = (_int(x, what, "part") for x in part[:4])
+            _need(bi < len(blobs) and off + frame <= blobs[bi][1], what, "a part outside its blob")
+            _need(0 < n <= PIECE_SIZE, what, "a part of a bad length")
+            _need(isinstance(part[4], str) and _SHA.match(part[4]), what, "bad part digest")
             total += n
         _need(total == _int(c.get("size"), what, "size"), what, f"content {cid[:19]}... parts do not add up")
     entries = [_entry(e, contents, what) for e in _list(doc.get("entries"), what)]

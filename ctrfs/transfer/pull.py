@@ -1,8 +1,9 @@
 """Pull an image pushed file by file (spec/TRANSFER.md): the index first; then, for each
 file content, a file of the same size and sha256 on the device (in any image) if there
-is one, else the object blobs holding its parts, each checked (blob sha256, part sha256,
-then the whole file's) before its bytes are written.  The tree is applied through the
-importer's applier as one image with no parent."""
+is one, else the frames holding its parts, fetched as byte ranges of their blobs (a blob
+mostly needed is fetched whole, and its sha256 checked); each part is checked against its
+sha256 and the whole file against its id before its bytes are written.  The tree is
+applied through the importer's applier as one image with no parent."""
 import hashlib
 import json
 import os
@@ -85,55 +86,89 @@ class LocalContents:
             yield off, fs.read(key[1], off, min(1 << 20, size - off))
 
 
+GAP = 4 << 10         # needed frames closer than this are fetched in one range
+WHOLE = 0.8           # a blob more than this much needed is fetched whole
+
+
 class Blobs:
-    """Object blobs fetched from the store, verified and kept decompressed in `tmp`.  Each
-    fetched blob is also kept, as it came, in `keep` (named by its digest) until the pull
-    succeeds: a pull that failed or was killed uses them again, after checking them, so
-    what already arrived is not fetched twice."""
+    """The frames a pull needs, fetched into `keep` before the tree is applied: a range
+    file per span of nearby frames (BLOBHEX.START-END), or the whole blob (BLOBHEX, its
+    sha256 checked).  They stay there until the pull succeeds, so a pull that failed or was
+    killed uses them again (a whole blob after checking it again; a range through its
+    parts' sha256, and a range whose part fails is deleted so the next try fetches it)."""
 
-    def __init__(self, store, rows, tmp, keep=None):
-        self.store, self.rows, self.tmp, self.keep = store, rows, tmp, keep
-        self.have = {}
-        self.bytes = 0
-        self.kept = 0             # blobs an earlier pull had fetched
+    def __init__(self, store, rows, keep):
+        self.store, self.rows, self.keep = store, rows, keep
+        self.spans = {}           # blob number -> [(start, end, path)] fetched
+        self.bytes = 0            # fetched from the store
+        self.kept = 0             # spans an earlier try had fetched
 
-    def _fetch(self, digest, size):
-        path = os.path.join(self.keep, digest.split(":", 1)[1]) if self.keep else None
-        if path and os.path.exists(path):
+    def plan(self, parts):
+        """[(blob, start, end)] byte ranges that hold these parts."""
+        by_blob = {}
+        for bi, off, frame, _n, _sha in parts:
+            by_blob.setdefault(bi, set()).add((off, off + frame))
+        plan = []
+        for bi, spans in sorted(by_blob.items()):
+            size = self.rows[bi][1]
+            spans = sorted(spans)
+            if sum(e - s for s, e in spans) > size * WHOLE:
+                plan.append((bi, 0, size))
+                continue
+            start, end = spans[0]
+            for s, e in spans[1:]:
+                if s - end > GAP:
+                    plan.append((bi, start, end))
+                    start = s
+                end = max(end, e)
+            plan.append((bi, start, end))
+        return plan
+
+    def fetch(self, plan, progress=None):
+        for i, (bi, start, end) in enumerate(plan, 1):
+            self.spans.setdefault(bi, []).append((start, end, self._get(bi, start, end)))
+            if progress:
+                progress.status(f"{i}/{len(plan)} ranges ({self.kept} kept from an earlier try)")
+
+    def _get(self, bi, start, end):
+        digest, size = self.rows[bi]
+        whole = (start, end) == (0, size)
+        path = os.path.join(self.keep, digest.split(":", 1)[1] + ("" if whole else f".{start}-{end}"))
+        if os.path.exists(path):
             with open(path, "rb") as f:
-                comp = f.read(size + 1)
-            if len(comp) == size and "sha256:" + hashlib.sha256(comp).hexdigest() == digest:
+                data = f.read(end - start + 1)
+            if len(data) == end - start and (not whole or "sha256:" + hashlib.sha256(data).hexdigest() == digest):
                 self.kept += 1
-                return comp
-        comp = self.store.get(digest, size, X.BLOB_MAX)
-        self.bytes += len(comp)
-        if path:
-            with open(path + ".new", "wb") as f:
-                f.write(comp)
-            os.replace(path + ".new", path)
-        return comp
+                return path
+        data = self.store.get(digest, size, X.BLOB_MAX) if whole else self.store.get_range(digest, start, end - start)
+        self.bytes += len(data)
+        with open(path + ".new", "wb") as f:
+            f.write(data)
+        os.replace(path + ".new", path)
+        return path
 
-    def part(self, bi, off, n, sha):
-        path = self.have.get(bi)
-        if path is None:
-            digest, size, usize = self.rows[bi]
-            raw = X.decompress(self._fetch(digest, size), usize, f"blob {digest[:19]}...")
-            if len(raw) != usize:
-                raise BadImageError(f"blob {digest[:19]}...: {len(raw)} bytes, the index says {usize}")
-            path = os.path.join(self.tmp, digest.split(":", 1)[1])
-            with open(path, "wb") as f:
-                f.write(raw)
-            self.have[bi] = path
+    def part(self, bi, off, frame, n, sha):
+        """The n bytes of one part, decompressed from its frame and checked."""
+        for start, end, path in self.spans.get(bi, ()):
+            if start <= off and off + frame <= end:
+                break
+        else:
+            raise AssertionError("a part outside the planned ranges")
         with open(path, "rb") as f:
-            f.seek(off)
-            data = f.read(n)
-        if "sha256:" + hashlib.sha256(data).hexdigest() != sha:
-            raise BadImageError(f"blob {self.rows[bi][0][:19]}...: a part does not match its sha256")
+            f.seek(off - start)
+            data = f.read(frame)
+        what = f"blob {self.rows[bi][0][:19]}..."
+        data = X.decompress(data, n, what)
+        if len(data) != n or "sha256:" + hashlib.sha256(data).hexdigest() != sha:
+            os.unlink(path)
+            raise BadImageError(f"{what}: a part does not match its sha256")
         return data
 
 
-def events(entries, contents, local, blobs, counts):
+def events(entries, contents, local, blobs, counts, progress=None):
     for entry, cid in entries:
+        if progress:
+            progress.status(f"{counts['fetched']} files fetched, {counts['local']} on the device")
         yield entry
         if entry.kind != T.FILE or not entry.size:
             continue
@@ -145,8 +180,9 @@ def events(entries, contents, local, blobs, counts):
             continue
         counts["fetched"] += 1
         whole, off = hashlib.sha256(), 0
-        for bi, poff, n, sha in c["parts"]:
-            data = blobs.part(bi, poff, n, sha)
+        for part in c["parts"]:
+            data = blobs.part(*part)
+            n = len(data)
             whole.update(data)
             yield off, data
             off += n
@@ -154,9 +190,9 @@ def events(entries, contents, local, blobs, counts):
             raise BadImageError(f"{show(entry.path)}: the content does not match its id")
 
 
-def pull(engine, importer, store, manifest_raw, name, tmp, keep=None):
+def pull(engine, importer, store, manifest_raw, name, keep, progress=None):
     """Import the transfer image of manifest_raw as `name`; returns (root, counts).  keep:
-    where fetched blobs wait for a retry (Blobs)."""
+    where fetched frames wait for a retry (Blobs)."""
     index_desc, config_desc = read_manifest(manifest_raw)
     try:
         config = json.loads(store.get(config_desc["digest"], config_desc["size"], CONFIG_MAX))
@@ -165,13 +201,17 @@ def pull(engine, importer, store, manifest_raw, name, tmp, keep=None):
     raw = store.get(index_desc["digest"], index_desc["size"], X.INDEX_MAX)
     entries, contents, rows = X.decode_index(raw)
     oci_config = config.get("image") if isinstance(config, dict) else None
-    sizes = {c["size"] for c in contents.values()}
-    local = LocalContents(engine, sizes)
-    blobs = Blobs(store, rows, tmp, keep)
+    used = {cid for _e, cid in entries if cid is not None and contents[cid]["size"]}
+    local = LocalContents(engine, {contents[cid]["size"] for cid in used})
+    blobs = Blobs(store, rows, keep)
+    plan = blobs.plan(part for cid in sorted(used) if local.find(cid, contents[cid]["size"]) is None
+                      for part in contents[cid]["parts"])
+    blobs.fetch(plan, progress)
     counts = {"files": sum(1 for e, _c in entries if e.kind == T.FILE), "local": 0, "fetched": 0}
-    root = importer.import_events(events(entries, contents, local, blobs, counts), name, "transfer",
+    root = importer.import_events(events(entries, contents, local, blobs, counts, progress), name, "transfer",
                                   config=oci_config.encode() if isinstance(oci_config, str) else None)
-    counts["blobs"] = len(blobs.have)
+    counts["blobs"] = len(blobs.spans)
+    counts["ranges"] = len(plan)
     counts["kept"] = blobs.kept
     counts["bytes"] = blobs.bytes + index_desc["size"] + config_desc["size"]
     return root, counts

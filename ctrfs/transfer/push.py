@@ -40,29 +40,33 @@ def known_contents(store):
 
 
 class Packer:
-    """Contents into object blobs written to `tmp`: small ones packed, large in pieces."""
+    """Contents into object blobs written to `tmp`, each part its own zstd frame: small
+    contents packed several to a blob, large ones cut into pieces of a blob each."""
 
     def __init__(self, tmp):
         self.tmp = tmp
-        self.blobs = []           # [digest, size, uncompressed size]
+        self.blobs = []           # [digest, size]
         self.paths = {}           # digest -> file of the blob (new ones)
-        self.rows = {}            # (id of a foreign blob list, index) -> our blob number
+        self.rows = {}            # digest of a blob an earlier index lists -> our blob number
         self.pack = bytearray()
-        self.pending = []         # (content, offset) parts waiting in the current pack
+        self.pending = []         # parts waiting in the current pack
         self.cz = zstandard.ZstdCompressor(level=X.ZSTD_LEVEL)
         self.new_bytes = 0
 
     def add_small(self, data, sha):
-        part = [None, len(self.pack), len(data), sha]
+        frame = self.cz.compress(data)
+        part = [None, len(self.pack), len(frame), len(data), sha]
         self.pending.append(part)
-        self.pack += data
+        self.pack += frame
+        self.new_bytes += len(data)
         if len(self.pack) >= X.PACK_SIZE:
             self.close_pack()
         return [part]
 
     def add_piece(self, data, sha):
-        bi = self._blob(bytes(data))
-        return [bi, 0, len(data), sha]
+        frame = self.cz.compress(data)
+        self.new_bytes += len(data)
+        return [self._blob(frame), 0, len(frame), len(data), sha]
 
     def close_pack(self):
         if self.pack:
@@ -72,30 +76,28 @@ class Packer:
             self.pack.clear()
             self.pending = []
 
-    def _blob(self, raw):
-        comp = self.cz.compress(raw)
+    def _blob(self, comp):
         digest = "sha256:" + hashlib.sha256(comp).hexdigest()
         path = os.path.join(self.tmp, digest.split(":", 1)[1])
         with open(path, "wb") as f:
             f.write(comp)
         self.paths[digest] = path
-        self.blobs.append([digest, len(comp), len(raw)])
-        self.new_bytes += len(raw)
+        self.blobs.append([digest, len(comp)])
         return len(self.blobs) - 1
 
     def reuse(self, content, blobs):
         """An earlier index's content: its parts, renumbered into our blob list."""
         parts = []
-        for bi, off, n, sha in content["parts"]:
-            key = (blobs[bi][0],)
+        for bi, off, frame, n, sha in content["parts"]:
+            key = blobs[bi][0]
             if key not in self.rows:
                 self.blobs.append(list(blobs[bi]))
                 self.rows[key] = len(self.blobs) - 1
-            parts.append([self.rows[key], off, n, sha])
+            parts.append([self.rows[key], off, frame, n, sha])
         return {"size": content["size"], "parts": parts}
 
 
-def build(engine, name, tmp, known):
+def build(engine, name, tmp, known, progress=None):
     """(index bytes, Packer, counts) of image `name`."""
     fs = FileSystem(engine, name, writable=False)
     packer = Packer(tmp)
@@ -111,7 +113,7 @@ def build(engine, name, tmp, known):
         assert ch.kind == ENTRY
         e = _entry(fs, ch.ino, path)
         if e["k"] == X.T.FILE:
-            cid = by_ino.get(ch.ino) or _content(fs, ch.ino, contents, known, packer, counts)
+            cid = by_ino.get(ch.ino) or _content(fs, ch.ino, contents, known, packer, counts, progress)
             by_ino[ch.ino] = cid
             e["c"] = cid
         entries.append(e)
@@ -140,8 +142,12 @@ def _entry(fs, ino, path):
     return e
 
 
-def _content(fs, ino, contents, known, packer, counts):
+def _content(fs, ino, contents, known, packer, counts, progress):
     size = fs.getattr(ino).size
+    if progress:
+        progress.bytes(size)
+        progress.status(f"{counts['files']} files read, {counts['new']} new contents, "
+                        f"{counts['reused']} already there")
     whole = hashlib.sha256()
     chunks = []
     for off in range(0, size, X.PIECE_SIZE):
@@ -157,7 +163,9 @@ def _content(fs, ino, contents, known, packer, counts):
         counts["reused"] += 1
         return cid
     counts["new"] += 1
-    if size <= X.SMALL_FILE:
+    if not size:
+        parts = []
+    elif size <= X.SMALL_FILE:
         parts = packer.add_small(b"".join(chunks), cid)
     else:
         parts = [packer.add_piece(c, "sha256:" + hashlib.sha256(c).hexdigest()) for c in chunks]
@@ -166,7 +174,7 @@ def _content(fs, ino, contents, known, packer, counts):
 
 
 def manifest_of(index_desc, config_desc, blobs):
-    layers = [index_desc] + [{"mediaType": X.MT_OBJECTS, "digest": d, "size": n} for d, n, _u in blobs]
+    layers = [index_desc] + [{"mediaType": X.MT_OBJECTS, "digest": d, "size": n} for d, n in blobs]
     raw = canonical_json({"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config_desc,
                           "layers": layers})
     if len(raw) > MANIFEST_LIMIT:
@@ -174,10 +182,11 @@ def manifest_of(index_desc, config_desc, blobs):
     return raw
 
 
-def push(engine, name, store, tag, tmp):
-    """Push image `name` to store as `tag`; returns counts of contents and blobs."""
+def push(engine, name, store, tag, tmp, progress=None):
+    """Push image `name` to store as `tag`; returns counts of contents and blobs.  progress:
+    two ImportProgress lines (the contents read, then the blobs sent) or None."""
     known = known_contents(store)
-    index, packer, counts = build(engine, name, tmp, known)
+    index, packer, counts = build(engine, name, tmp, known, progress and progress[0])
     files = {}
     index_digest = "sha256:" + hashlib.sha256(index).hexdigest()
     files[index_digest] = _file(tmp, index)
@@ -190,13 +199,23 @@ def push(engine, name, store, tag, tmp):
                            {"mediaType": X.MT_CONFIG, "digest": config_digest, "size": len(config)},
                            packer.blobs)
     counts.update(blobs=len(packer.blobs), sent=0, skipped=0)
-    for digest, path in list(packer.paths.items()) + list(files.items()):
+    todo = list(packer.paths.items()) + list(files.items())
+    sending = progress and progress[1]
+    if progress:
+        progress[0].close()
+    for digest, path in todo:
         if store.has(digest):
             counts["skipped"] += 1
         else:
             store.put(digest, path)
             counts["sent"] += 1
+            if sending:
+                sending.bytes(os.path.getsize(path))
+        if sending:
+            sending.status(f"{counts['sent']} blobs sent, {counts['skipped']} already there, of {len(todo)}")
     store.put_manifest(tag, manifest)
+    if sending:
+        sending.close()
     return counts
 
 

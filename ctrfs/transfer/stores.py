@@ -1,7 +1,8 @@
 """Where transferred images live: a registry repository (through the registry client) or a
 plain directory (`dir:PATH`, an OCI image layout: blobs/sha256/HEX and index.json's tags),
-behind one small interface: has / put / get a blob, list tags, get / put a manifest.
-get() verifies the blob's sha256 and size before anything is returned."""
+behind one small interface: has / put / get a blob or a byte range of it, list tags, get /
+put a manifest.  get() verifies the blob's sha256 and size before anything is returned;
+get_range() only its length (the parts it holds carry their own sha256)."""
 import hashlib
 import json
 import os
@@ -32,6 +33,15 @@ class RegistryStore:
         body = self.client.open_blob(self.repo, digest)
         try:
             data = read_all(body, f"blob {digest[:19]}...", digest, size, limit)
+        finally:
+            body.close()
+        self.fetched += 1
+        return data
+
+    def get_range(self, digest, start, length):
+        body = self.client.open_blob(self.repo, digest, start, start + length)
+        try:
+            data = read_exactly(body, length, f"blob {digest[:19]}...")
         finally:
             body.close()
         self.fetched += 1
@@ -88,6 +98,17 @@ class DirStore:
         self.fetched += 1
         return data
 
+    def get_range(self, digest, start, length):
+        try:
+            f = open(self._blob(digest), "rb")
+        except FileNotFoundError:
+            raise BadImageError(f"{self.path}: blob {digest[:19]}... is missing") from None
+        with f:
+            f.seek(start)
+            data = read_exactly(f, length, f"{self.path}: blob {digest[:19]}...")
+        self.fetched += 1
+        return data
+
     def _index(self):
         try:
             with open(os.path.join(self.path, "index.json"), "rb") as f:
@@ -131,3 +152,13 @@ class DirStore:
         doc["manifests"].append({"mediaType": MT_MANIFEST, "digest": digest, "size": len(data),
                                  "annotations": {REF_NAME: tag}})
         self._write_index(doc)
+
+
+def read_exactly(raw, length, what):
+    parts, n = [], 0
+    while n < length and (chunk := raw.read(min(1 << 20, length - n))):
+        parts.append(chunk)
+        n += len(chunk)
+    if n != length:
+        raise BadImageError(f"{what}: {n} bytes where {length} were asked for")
+    return b"".join(parts)

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from ocitree import assert_same_tree, ctrfs, describe_dir, describe_image, fsck_clean, image_names, mkfs
+from ocitree import assert_same_tree, ctrfs, describe_dir, describe_image, fsck_clean, image_names, mkfs, on_tty
 from regrun import pull, push
 from toolrun import BIN, assert_error, assert_ok
 
@@ -182,3 +182,70 @@ def test_interrupted_transfer_push_sends_only_the_rest(registry, big_image):
         assert f"3 blobs sent, {len(objects) - 1} skipped" in res.out, res.out
         assert proxy.count("PUT", "/blobs/uploads/") == 3
     assert _objects(registry, "tx/big", "1") == objects
+
+
+def test_progress_on_a_terminal(big_image, tmp_path):
+    """Objects and bytes, sent, fetched and skipped, on a terminal; nothing with -q."""
+    img, _tree = big_image
+    store = tmp_path / "store"
+    said = on_tty("push", img, "big:1", f"dir:{store}:v1")
+    assert "blobs sent, 0 already there, of" in said and "MiB sent" in said, said
+    said = on_tty("push", img, "big:1", f"dir:{store}:v2")
+    assert "0 blobs sent" in said and "already there" in said, said
+    dev = mkfs(tmp_path / "dev.img")
+    said = on_tty("pull", dev, f"dir:{store}:v1", "--name", "a")
+    assert "files fetched, 0 on the device" in said and "of file data" in said, said
+    assert on_tty("pull", "-q", dev, f"dir:{store}:v1", "--name", "b") == ""
+
+
+def _tar_image(tmp_path, name, files):
+    """A device image NAME:1 made from a tar layer of {relative path: bytes}; (device, tree)."""
+    tree = tmp_path / f"{name}-tree"
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    tar = tmp_path / f"{name}.tar"
+    subprocess.run(["tar", "-C", tree, "--numeric-owner", "--format=posix", "-cf", tar, "."], check=True)
+    img = mkfs(tmp_path / f"{name}.img")
+    assert_ok(ctrfs("import", img, tar, "--name", f"{name}:1", "-q"))
+    return img, tree
+
+
+@pytest.fixture
+def rebuilt(tmp_path):
+    """Image old (300 small random files) and new (old with 3 of them changed), each on its
+    own device; new pushed alone, so its pack holds the 297 contents old has too."""
+    old = {f"d/f{i:03}": os.urandom(8 << 10) for i in range(300)}
+    new = dict(old, **{f"d/f{i:03}": os.urandom(8 << 10) for i in (50, 150, 250)})
+    return _tar_image(tmp_path, "old", old), _tar_image(tmp_path, "new", new)
+
+
+def test_pull_fetches_only_the_frames_it_lacks(registry, rebuilt):
+    (old_dev, _old_tree), (new_dev, new_tree) = rebuilt
+    assert_ok(push(new_dev, "new:1", registry, "tx/new:1", "--format", "ctrfs"))
+    with FaultProxy(registry.host) as proxy:
+        res = assert_ok(pull(old_dev, registry, "tx/new:1", "--name", "got:1", host=proxy.host))
+        assert "3 fetched, 297 already on the device; 3 ranges of 1 blobs" in res.out, res.out
+        ranged = [r for r in proxy.requests if r[2] == 206]
+        assert len(ranged) == 3 and all(r[3] < 9 << 10 for r in ranged), ranged
+        assert proxy.bytes_sent() < 64 << 10
+    assert_same_tree(describe_image(old_dev, "got:1"), describe_dir(new_tree))
+    fsck_clean(old_dev)
+
+
+def test_a_range_that_lies_is_refused_then_fetched_again(registry, rebuilt):
+    """A corrupted ranged answer: refused (exit 2), nothing stored; the range is not kept,
+    so the next pull fetches it again and succeeds."""
+    (old_dev, _old_tree), (new_dev, new_tree) = rebuilt
+    assert_ok(push(new_dev, "new:1", registry, "tx/new:1", "--format", "ctrfs"))
+    objects = _objects(registry, "tx/new", "1")
+    before = image_names(old_dev)
+    with FaultProxy(registry.host) as proxy:
+        proxy.fault(objects[0], "corrupt")
+        res = pull(old_dev, registry, "tx/new:1", "--name", "got:1", host=proxy.host)
+        assert_error(res, 2, "does not match", prog="ctrfs")
+        assert image_names(old_dev) == before
+        fsck_clean(old_dev)
+        res = assert_ok(pull(old_dev, registry, "tx/new:1", "--name", "got:1", host=proxy.host))
+        assert "(2 kept from an earlier try)" in res.out, res.out
+    assert_same_tree(describe_image(old_dev, "got:1"), describe_dir(new_tree))
