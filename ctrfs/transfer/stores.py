@@ -88,22 +88,20 @@ class DirStore:
         os.replace(tmp, self._blob(digest))
         self.sent += 1
 
-    def get(self, digest, size, limit):
+    def _open(self, digest):
         try:
-            f = open(self._blob(digest), "rb")
+            return open(self._blob(digest), "rb")
         except FileNotFoundError:
             raise BadImageError(f"{self.path}: blob {digest[:19]}... is missing") from None
-        with f:
+
+    def get(self, digest, size, limit):
+        with self._open(digest) as f:
             data = read_all(f, f"{self.path}: blob {digest[:19]}...", digest, size, limit)
         self.fetched += 1
         return data
 
     def get_range(self, digest, start, length):
-        try:
-            f = open(self._blob(digest), "rb")
-        except FileNotFoundError:
-            raise BadImageError(f"{self.path}: blob {digest[:19]}... is missing") from None
-        with f:
+        with self._open(digest) as f:
             f.seek(start)
             data = read_exactly(f, length, f"{self.path}: blob {digest[:19]}...")
         self.fetched += 1
