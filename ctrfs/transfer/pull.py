@@ -165,7 +165,8 @@ class Blobs:
         return data
 
 
-def events(entries, contents, local, blobs, counts, progress=None):
+def events(entries, contents, local, found, blobs, counts, progress=None):
+    """The importer's events; found: content id -> the device's copy (LocalContents key) or None."""
     for entry, cid in entries:
         if progress:
             progress.status(f"{counts['fetched']} files fetched, {counts['local']} on the device")
@@ -173,10 +174,9 @@ def events(entries, contents, local, blobs, counts, progress=None):
         if entry.kind != T.FILE or not entry.size:
             continue
         c = contents[cid]
-        found = local.find(cid, c["size"]) if local else None
-        if found is not None:
+        if found[cid] is not None:
             counts["local"] += 1
-            yield from local.read(found, c["size"])
+            yield from local.read(found[cid], c["size"])
             continue
         counts["fetched"] += 1
         whole, off = hashlib.sha256(), 0
@@ -204,11 +204,11 @@ def pull(engine, importer, store, manifest_raw, name, keep, progress=None):
     used = {cid for _e, cid in entries if cid is not None and contents[cid]["size"]}
     local = LocalContents(engine, {contents[cid]["size"] for cid in used})
     blobs = Blobs(store, rows, keep)
-    plan = blobs.plan(part for cid in sorted(used) if local.find(cid, contents[cid]["size"]) is None
-                      for part in contents[cid]["parts"])
+    found = {cid: local.find(cid, contents[cid]["size"]) for cid in sorted(used)}
+    plan = blobs.plan(part for cid, key in found.items() if key is None for part in contents[cid]["parts"])
     blobs.fetch(plan, progress)
     counts = {"files": sum(1 for e, _c in entries if e.kind == T.FILE), "local": 0, "fetched": 0}
-    root = importer.import_events(events(entries, contents, local, blobs, counts, progress), name, "transfer",
+    root = importer.import_events(events(entries, contents, local, found, blobs, counts, progress), name, "transfer",
                                   config=oci_config.encode() if isinstance(oci_config, str) else None)
     counts["blobs"] = len(blobs.spans)
     counts["ranges"] = len(plan)

@@ -51,21 +51,18 @@ class Packer:
         self.pack = bytearray()
         self.pending = []         # parts waiting in the current pack
         self.cz = zstandard.ZstdCompressor(level=X.ZSTD_LEVEL)
-        self.new_bytes = 0
 
     def add_small(self, data, sha):
         frame = self.cz.compress(data)
         part = [None, len(self.pack), len(frame), len(data), sha]
         self.pending.append(part)
         self.pack += frame
-        self.new_bytes += len(data)
         if len(self.pack) >= X.PACK_SIZE:
             self.close_pack()
         return [part]
 
     def add_piece(self, data, sha):
         frame = self.cz.compress(data)
-        self.new_bytes += len(data)
         return [self._blob(frame), 0, len(frame), len(data), sha]
 
     def close_pack(self):

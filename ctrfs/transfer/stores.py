@@ -19,15 +19,12 @@ MANIFEST_MAX = 4 << 20
 class RegistryStore:
     def __init__(self, client, repo):
         self.client, self.repo = client, repo
-        self.sent = 0           # blobs uploaded
-        self.fetched = 0        # blobs downloaded
 
     def has(self, digest):
         return self.client.blob_exists(self.repo, digest)
 
     def put(self, digest, path):
         self.client.upload_blob(self.repo, digest, path)
-        self.sent += 1
 
     def get(self, digest, size, limit):
         body = self.client.open_blob(self.repo, digest)
@@ -35,7 +32,6 @@ class RegistryStore:
             data = read_all(body, f"blob {digest[:19]}...", digest, size, limit)
         finally:
             body.close()
-        self.fetched += 1
         return data
 
     def get_range(self, digest, start, length):
@@ -44,7 +40,6 @@ class RegistryStore:
             data = read_exactly(body, length, f"blob {digest[:19]}...")
         finally:
             body.close()
-        self.fetched += 1
         return data
 
     def tags(self):
@@ -63,7 +58,6 @@ class DirStore:
     def __init__(self, path, create=False):
         self.path = path
         self.blobs = os.path.join(path, "blobs", "sha256")
-        self.sent = self.fetched = 0
         if not os.path.isdir(self.blobs):
             if not create:
                 raise UsageError(f"{path}: not a ctrfs transfer directory (no blobs/sha256)")
@@ -86,7 +80,6 @@ class DirStore:
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, self._blob(digest))
-        self.sent += 1
 
     def _open(self, digest):
         try:
@@ -97,14 +90,12 @@ class DirStore:
     def get(self, digest, size, limit):
         with self._open(digest) as f:
             data = read_all(f, f"{self.path}: blob {digest[:19]}...", digest, size, limit)
-        self.fetched += 1
         return data
 
     def get_range(self, digest, start, length):
         with self._open(digest) as f:
             f.seek(start)
             data = read_exactly(f, length, f"{self.path}: blob {digest[:19]}...")
-        self.fetched += 1
         return data
 
     def _index(self):

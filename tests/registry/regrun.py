@@ -33,3 +33,16 @@ def pull(img, r, repo, *extra, host=None):
 
 def push(img, name, r, repo, *extra, host=None):
     return ctrfs("push", img, name, f"docker://{host or r.host}/{repo}", *ctrfs_args(r), *extra)
+
+
+def killed_while_stalled(proxy, cmd):
+    """Run cmd until the proxy's stall fault holds an answer back, then kill -9 it."""
+    import subprocess
+
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert proxy.stalled.wait(60)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        proxy.release.set()

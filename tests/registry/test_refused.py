@@ -6,11 +6,10 @@ on the device, fsck is clean; a dropped connection is picked up where it stopped
 pull that failed resumes without fetching again the layers it had verified."""
 import json
 import socket
-import subprocess
 
 import pytest
 from ocitree import assert_same_tree, ctrfs, describe_dir, describe_image, fsck_clean, image_names, mkfs, sh
-from regrun import pull, push, skopeo_push
+from regrun import killed_while_stalled, pull, push, skopeo_push
 from toolrun import BIN, assert_error, assert_ok
 
 from ctrfs.testing.proxy import FaultProxy
@@ -141,13 +140,7 @@ def test_killed_pull_leaves_no_image_and_resumes(served, layout, tmp_path):
     bottom, top = (d["digest"] for d in manifest["layers"])
     proxy.fault(top, "stall")
     cmd = [str(BIN / "ctrfs"), "pull", str(img), f"{proxy.host}/test/app:1", "--tls-verify=false"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert proxy.stalled.wait(60)
-        proc.kill()
-        proc.wait(30)
-    finally:
-        proxy.release.set()
+    killed_while_stalled(proxy, cmd)
     names = image_names(img)
     assert [n for n in names if not n.startswith(b"@layer/")] == [b"@default"], names
     assert len(names) == 2

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from ocitree import assert_same_tree, ctrfs, describe_dir, describe_image, fsck_clean, image_names, mkfs, on_tty
-from regrun import pull, push
+from regrun import killed_while_stalled, pull, push
 from toolrun import BIN, assert_error, assert_ok
 
 from ctrfs.testing.proxy import FaultProxy
@@ -110,19 +110,24 @@ def test_transfer_refusals(dir_store, tmp_path):
                  prog="ctrfs")
 
 
+def _tar_image(tmp_path, name, files):
+    """A device image NAME:1 made from a tar layer of {relative path: bytes}; (device, tree)."""
+    tree = tmp_path / f"{name}-tree"
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    tar = tmp_path / f"{name}.tar"
+    subprocess.run(["tar", "-C", tree, "--numeric-owner", "--format=posix", "-cf", tar, "."], check=True)
+    img = mkfs(tmp_path / f"{name}.img")
+    assert_ok(ctrfs("import", img, tar, "--name", f"{name}:1", "-q"))
+    return img, tree
+
+
 @pytest.fixture
 def big_image(tmp_path):
     """A device with image big:1, whose 12 MiB file travels as three 4 MiB pieces, and its
     source tree."""
-    tree = tmp_path / "tree"
-    (tree / "data").mkdir(parents=True)
-    (tree / "data/big.bin").write_bytes(os.urandom(12 << 20))
-    (tree / "data/small.txt").write_text("small\n")
-    tar = tmp_path / "tree.tar"
-    subprocess.run(["tar", "-C", tree, "--numeric-owner", "--format=posix", "-cf", tar, "."], check=True)
-    img = mkfs(tmp_path / "fs.img")
-    assert_ok(ctrfs("import", img, tar, "--name", "big:1", "-q"))
-    return img, tree
+    return _tar_image(tmp_path, "big", {"data/big.bin": os.urandom(12 << 20), "data/small.txt": b"small\n"})
 
 
 def _objects(registry, repo, tag):
@@ -144,16 +149,10 @@ def test_killed_pull_resumes_from_kept_blobs(registry, big_image, own_tmpdir, tm
         proxy.fault(objects[-1], "stall")
         cmd = [str(BIN / "ctrfs"), "pull", str(dev), f"{proxy.host}/tx/big:1", "--tls-verify=false",
                "--name", "got:1"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            assert proxy.stalled.wait(60)
-            proc.kill()
-            proc.wait(30)
-        finally:
-            proxy.release.set()
+        killed_while_stalled(proxy, cmd)
         assert image_names(dev) == before
         fsck_clean(dev)
-        kept = [p for p in own_tmpdir.glob("ctrfs-pull-*/*") if p.name != "raw"]
+        kept = list(own_tmpdir.glob("ctrfs-pull-*/*"))
         assert len(kept) == len(objects) - 1, kept
         proxy.clear()
         res = assert_ok(pull(dev, registry, "tx/big:1", "--name", "got:1", host=proxy.host))
@@ -196,19 +195,6 @@ def test_progress_on_a_terminal(big_image, tmp_path):
     said = on_tty("pull", dev, f"dir:{store}:v1", "--name", "a")
     assert "files fetched, 0 on the device" in said and "of file data" in said, said
     assert on_tty("pull", "-q", dev, f"dir:{store}:v1", "--name", "b") == ""
-
-
-def _tar_image(tmp_path, name, files):
-    """A device image NAME:1 made from a tar layer of {relative path: bytes}; (device, tree)."""
-    tree = tmp_path / f"{name}-tree"
-    for rel, data in files.items():
-        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tree / rel).write_bytes(data)
-    tar = tmp_path / f"{name}.tar"
-    subprocess.run(["tar", "-C", tree, "--numeric-owner", "--format=posix", "-cf", tar, "."], check=True)
-    img = mkfs(tmp_path / f"{name}.img")
-    assert_ok(ctrfs("import", img, tar, "--name", f"{name}:1", "-q"))
-    return img, tree
 
 
 @pytest.fixture
