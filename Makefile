@@ -28,7 +28,7 @@ apt-deps:
 # sys.path shadows the installed ctrfs with ./ctrfs (format/, fsck/, mkfs/ map into it).
 $(VENV)/.installed: pyproject.toml | apt-deps
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 test: deps

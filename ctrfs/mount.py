@@ -53,14 +53,12 @@ unknown option, missing argument, device not accessible); 2 system error (fork f
 32 mount failure (missing device or mount point, not a ctrfs device, damaged, device
 busy, no such image, FUSE unavailable, the daemon died while starting).
 """
-import logging
-import logging.handlers
 import os
 import signal
 import sys
 import threading
 
-from .tool import parse_size
+from . import lazylog
 from .errors import CorruptError, CtrfsError, DeviceError, NotCtrfsError, UnsupportedError
 
 PROG = "mount.ctrfs"
@@ -78,7 +76,7 @@ IGNORED_OPTIONS = {"defaults", "auto", "noauto", "user", "users", "nouser", "own
                    "iversion", "noiversion", "mand", "nomand", "silent", "loud"}
 IGNORED_PREFIXES = ("x-", "comment=", "user=", "max_read=")
 
-log = logging.getLogger("ctrfs.mount")
+log = lazylog.get("ctrfs.mount")
 
 
 class MountError(Exception):
@@ -170,6 +168,7 @@ class Config:
                 raise MountError(f"bad commit interval {val!r} (seconds)", EXIT_USAGE)
         elif key == "cache" and eq:
             try:
+                from .tool import parse_size
                 self.cache = parse_size(val)
             except Exception:
                 raise MountError(f"bad cache size {val!r} (want e.g. 256M)", EXIT_USAGE) from None
@@ -358,6 +357,8 @@ def serve(ops, mountpoint, ready=None, source=None):
 
 
 def setup_logging(foreground, verbose):
+    import logging
+
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if foreground:
@@ -368,6 +369,7 @@ def setup_logging(foreground, verbose):
         # No terminal once detached: syslog, or the kernel log (dmesg) where no syslog runs.
         fmt = logging.Formatter(f"{PROG}[%(process)d]: %(name)s %(levelname)s: %(message)s")
         if os.path.exists("/dev/log"):
+            import logging.handlers
             h = logging.handlers.SysLogHandler("/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
             h.setLevel(logging.DEBUG if verbose else logging.INFO)
         elif os.access("/dev/kmsg", os.W_OK):
@@ -389,7 +391,6 @@ def mount(args):
         raise MountError(f"{args.mountpoint}: mount point does not exist" if not os.path.exists(args.mountpoint)
                          else f"{args.mountpoint}: mount point is not a directory")
     mnt = os.path.realpath(args.mountpoint)    # now: once mounted, a stat would wait for us
-    setup_logging(args.foreground, args.verbose)
     # one daemon per device serves every tree mounted from it (ctrfs.daemon)
     return start.mount(args, cfg, mnt)
 

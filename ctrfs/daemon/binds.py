@@ -3,8 +3,6 @@ the daemon sees it, and the utab line that makes umount(8) run umount.fuse.ctrfs
 import ctypes
 import os
 
-from .. import utab
-from ..unmount import unescape
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_SYNCHRONOUS, MS_REMOUNT, MS_DIRSYNC, MS_NOATIME = 16, 32, 128, 1024
@@ -49,6 +47,8 @@ def detach(target):
 def session_mounts(devno):
     """{root inside the session: set of mount points} of the mounts of session devno
     ("MAJOR:MINOR") in this mount namespace."""
+    from ..unmount import unescape
+
     out = {}
     with open("/proc/self/mountinfo") as f:
         table = f.read()
@@ -62,4 +62,6 @@ def session_mounts(devno):
 def add_utab(source, target, slot):
     """The utab line of a view's bind: its root in the session is /SLOT (libmount matches
     utab lines to mountinfo by target and root)."""
+    from .. import utab
+
     utab.add(os.path.abspath(source), target, root=f"/{slot}")

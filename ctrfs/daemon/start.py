@@ -6,15 +6,13 @@ session, fork), except that the session is mounted at the device's hidden sessio
 directory and the mount point gets a bind of the view, exactly as for every later mount.
 Without -f the child is the daemon and the parent binds; with -f the parent is the daemon
 (it stays in the foreground) and a child binds."""
-import logging
 import os
 import sys
 
-from .. import mount as M
-from .. import unmount
+from .. import lazylog, mount as M
 from . import binds, control
 
-log = logging.getLogger("ctrfs.daemon")
+log = lazylog.get("ctrfs.daemon")
 PER_MOUNT = {"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
              "dirsync", "noatime", "atime"}
 
@@ -35,6 +33,8 @@ def mount(args, cfg, mnt):
     except (control.NoDaemon, OSError):
         client = None                     # no daemon (or no device: opening says so)
     if client is not None:
+        if args.foreground:               # a later mount's client waits: its log on stderr
+            M.setup_logging(True, args.verbose)
         with client:
             return attach(client, args, cfg, mnt, wait=args.foreground)
     return start(args, cfg, mnt)
@@ -51,9 +51,9 @@ def attach(client, args, cfg, mnt, *, wait):
         except OSError as exc:
             raise M.MountError(f"{mnt}: {exc.strerror}") from None
         client.request(op="bound", slot=ans["slot"], target=mnt)
-        log.info("mounted %s (%s) on %s", args.device, ans["tree"], mnt)
         if not wait:
             return M.EXIT_OK
+        log.info("mounted %s (%s) on %s", args.device, ans["tree"], mnt)
         done = client.request(op="wait", slot=ans["slot"])
         return done.get("code") or M.EXIT_OK
     except (ConnectionError, OSError) as exc:
@@ -65,6 +65,7 @@ def start(args, cfg, mnt):
     # never loads the engine, the file system layer and pyfuse3 (a quarter of a second)
     from .server import Daemon, control_listener
 
+    M.setup_logging(args.foreground, args.verbose)
     engine = M.open_engine(args, cfg)
     try:
         identity = control.device_identity(args.device)
@@ -96,6 +97,7 @@ def start(args, cfg, mnt):
                 code = M.EXIT_FAILURE
         finally:
             if not args.foreground:
+                import logging    # set up by this function: the daemon logs
                 logging.shutdown()
                 os._exit(code)
         return code
@@ -120,6 +122,8 @@ def run(daemon, sock, sock_path, *, detach_stdio):
     """The daemon's life is mount.serve's (the event loop until the last view ends or a
     signal, then the session unmounted, then daemon.shutdown: every view's last commit,
     the device closed); the mux's committer runs the daemon's own tasks."""
+    from .. import unmount
+
     daemon.sock, daemon.sock_path = sock, sock_path
 
     def ready():
