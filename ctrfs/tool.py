@@ -102,13 +102,15 @@ def one_line(exc):
 # ---- opening devices -------------------------------------------------------------------
 class Borrowed:
     """A daemon's engine lent to a command run inside the daemon (ctrfs.daemon.tools):
-    closing it is the daemon's business, pause() lets the daemon's requests run, and
-    mounted_at(tree) names the mount point of a served tree."""
+    closing it is the daemon's business, pause() lets the daemon's requests run, `with
+    idle():` lets them run while the command waits on something else, and mounted_at(tree)
+    names the mount point of a served tree."""
 
-    def __init__(self, engine, pause, mounted_at):
+    def __init__(self, engine, pause, mounted_at, idle):
         self._engine = engine
         self.pause = pause
         self.mounted_at = mounted_at
+        self.idle = idle
 
     def __getattr__(self, name):
         return getattr(self._engine, name)

@@ -92,7 +92,8 @@ def _run(daemon, argv, cwd, env):
     out, err = io.StringIO(), io.StringIO()
     with daemon.turns:
         before = {name for name, _e in daemon.engine.snapshots()}
-        tool.BORROWED = tool.Borrowed(daemon.engine, daemon.turns.pause, daemon.mounted_at)
+        tool.BORROWED = tool.Borrowed(daemon.engine, daemon.turns.pause, daemon.mounted_at,
+                                      daemon.turns.outside)
         here = os.getcwd()
         try:
             os.chdir(cwd)

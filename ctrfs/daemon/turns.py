@@ -3,7 +3,8 @@ thread; a tool (`ctrfs import`, `gc`, ...) runs on a worker thread so that the s
 keeps answering.  The engine is not thread-safe, so each side holds the turn while it
 touches the engine, and the tool gives it up at every pause (ctrfs.oci.apply calls one
 per tar member): a waiting request runs first, so readers wait at most one member's work
-(or a commit) for an import."""
+(or a commit) for an import, and not at all while it waits for its reader thread."""
+import contextlib
 import threading
 import time
 
@@ -32,4 +33,14 @@ class Turns:
             self._lock.release()
             while self._waiting:
                 time.sleep(0.0001)
+            self._lock.acquire()
+
+    @contextlib.contextmanager
+    def outside(self):
+        """For the tool thread, which holds the turn, around a wait that needs no engine
+        (an import waiting on its reader thread): requests run meanwhile."""
+        self._lock.release()
+        try:
+            yield
+        finally:
             self._lock.acquire()

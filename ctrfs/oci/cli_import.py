@@ -39,7 +39,8 @@ def run(args):
 
     def work(engine):
         imp = Importer(engine, threads=not args.single_thread, progress=progress,
-                       pause=getattr(engine, "pause", None))      # a daemon's (tool.borrowed)
+                       pause=getattr(engine, "pause", None),      # a daemon's (tool.Borrowed)
+                       idle=getattr(engine, "idle", None))
         done = []
         for img, name in zip(images, names):
             if progress:

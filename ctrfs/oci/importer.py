@@ -42,14 +42,14 @@ def layer_name(chain_id):
 
 
 class Importer:
-    def __init__(self, engine, *, threads=True, progress=None, pause=None, on_layer=None):
+    def __init__(self, engine, *, threads=True, progress=None, pause=None, idle=None, on_layer=None):
         if not engine.sb["ro_compat"] & C.RO_COMPAT_IMAGE_META:
             raise DeviceError("the device was made without image metadata support "
                               "(an older mkfs.ctrfs): it cannot hold imported images")
         self.engine = engine
         self.threads = threads
         self.progress = progress
-        self.pause = pause
+        self.pause, self.idle = pause, idle
         # on_layer(layer snapshot name): after each new layer is held, while no scratch
         # tree exists (a pull commits there, so a failure later keeps the layer)
         self.on_layer = on_layer
@@ -147,7 +147,7 @@ class Importer:
         events = with_block_hashes(_with_finish(read_layer(stream, layer.what, recorder), stream, recorder),
                                    self.engine.block_size)
         if self.threads:
-            events = threaded(events)
+            events = threaded(events, idle=self.idle)
         applier = LayerApplier(fs, layer.what)
         applier.apply(events, self.progress.bytes if self.progress else None, self.pause)
         diff_id, self.recipe = stream.diff_id, stream.recipe

@@ -36,7 +36,9 @@ def with_block_hashes(events, block_size):
         yield offset, piece, hashes
 
 
-def threaded(events, depth=DEPTH):
+def threaded(events, depth=DEPTH, idle=None):
+    """idle: a context manager held around each wait for the producer (a daemon's
+    requests run meanwhile)."""
     q = queue.Queue(depth)
     stop = threading.Event()
     failure = []
@@ -63,7 +65,14 @@ def threaded(events, depth=DEPTH):
     t.start()
     try:
         while True:
-            ev = q.get()
+            try:
+                ev = q.get_nowait()
+            except queue.Empty:
+                if idle is None:
+                    ev = q.get()
+                else:
+                    with idle():
+                        ev = q.get()
             if ev is _END:
                 break
             yield ev

@@ -68,7 +68,8 @@ def pull_oci(args, client, remote, name):
 
     def work(engine):
         imp = Importer(engine, progress=progress, on_layer=lambda _name: engine.commit(),
-                       pause=getattr(engine, "pause", None))      # a daemon's (tool.Borrowed)
+                       pause=getattr(engine, "pause", None),      # a daemon's (tool.Borrowed)
+                       idle=getattr(engine, "idle", None))
         if progress:
             progress.start(str(remote))
         return imp.import_image(image, name)
@@ -102,7 +103,8 @@ def pull_transfer(args, store, shown, name, raw):
     def work(engine):
         if progress:
             progress.start(shown)
-        imp = Importer(engine, progress=progress, pause=getattr(engine, "pause", None))
+        imp = Importer(engine, progress=progress, pause=getattr(engine, "pause", None),
+                       idle=getattr(engine, "idle", None))
         return pull(engine, imp, store, raw, name, keep, progress)
 
     root, counts = import_on(args.device, work, lambda n, before: n not in before, progress)
