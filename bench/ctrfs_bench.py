@@ -330,7 +330,36 @@ def tar_create(tar_path, runs=5, work=None):
     return dict(tool="ctrfs (image, ro)", device=dev, seconds=B.summarize(secs))
 
 
-BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time", "cp_a", "tar_create")
+def mount_time(tar_path, runs=5, work=None):
+    """Mount of a new writable clone of the tree's image (a container start) until the
+    mount command returned and a stat of the root answered: the first mount of the device
+    (it starts the daemon), and a second clone while the first is served (the daemon serves
+    it).  The device warm in the page cache; one uncounted warm-up.  Also `ctrfs images
+    DEV` on the unmounted device."""
+    dev, name = tree_device(tar_path, work)
+    B.warm(dev)
+    first, later, images = [], [], []
+    for i in range(runs + 1):
+        with B.mountpoint(work, "mnt1") as m1, B.mountpoint(work, "mnt2") as m2:
+            t0 = time.perf_counter()
+            mount(dev, m1, image=name, opts=f"clone=bench-first-{i}")
+            os.stat(m1)
+            t1 = time.perf_counter()
+            mount(dev, m2, image=name, opts=f"clone=bench-second-{i}")
+            os.stat(m2)
+            t2 = time.perf_counter()
+            B.umount(m2)
+            umount(m1, dev)
+        t_images = B.timed([_tool("ctrfs"), "images", dev])
+        if i:
+            first.append(t1 - t0)
+            later.append(t2 - t1)
+            images.append(t_images)
+    return dict(device=dev, first_seconds=B.summarize(first), served_seconds=B.summarize(later),
+                images_seconds=B.summarize(images))
+
+
+BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time", "cp_a", "tar_create", "mount_time")
 
 
 def run_all(work=None, runs=5, tree="C", only=None, log=print):
@@ -349,6 +378,7 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         fsck_time=lambda: fsck_time(tar, runs, work),
         cp_a=lambda: cp_a(p["rootfs"][tree], runs, work),
         tar_create=lambda: tar_create(tar, runs, work),
+        mount_time=lambda: mount_time(tar, runs, work),
     )
     return B.run_benches(calls, BENCHES, only, log, "ctrfs")
 

@@ -194,6 +194,25 @@ def squashfuse_walk(rootfs_dir, runs=5, work=None):
                 du_ms=B.summarize(du_s, scale=1000, digits=1))
 
 
+def squashfuse_mount(rootfs_dir, runs=5, work=None):
+    """squashfuse of the tree's (uncompressed) squashfs until it returned and a stat of the
+    root answered; the image warm in the page cache, one uncounted warm-up."""
+    B.need_tools("squashfuse")
+    image = squashfs_image(rootfs_dir, "rootfs-" + os.path.basename(os.path.normpath(rootfs_dir)), work)
+    B.warm(image)
+    secs = []
+    for i in range(runs + 1):
+        with B.mountpoint(work, "sqmount") as mnt:
+            t0 = time.perf_counter()
+            _squashfuse_mount(image, mnt)
+            os.stat(mnt)
+            t = time.perf_counter() - t0
+            B.umount(mnt)
+        if i:
+            secs.append(t)
+    return dict(tool="squashfuse (uncompressed squashfs)", image=image, seconds=B.summarize(secs))
+
+
 def _dd_write_4k(path, fsync=False):
     cmd = ["dd", "if=/dev/zero", f"of={path}", "bs=4096", "count=1", f"seek={MID_4K_BLOCK}",
            "conv=notrunc,fsync" if fsync else "conv=notrunc", "status=none"]
@@ -372,7 +391,7 @@ def squashfuse_tar_create(rootfs_dir, runs=5, work=None):
 # ---- all peers at once ----------------------------------------------------------------------
 PEERS = ("tar_extract_ext4", "squashfuse_seq_read", "squashfuse_walk",
          "fuse_overlayfs_first_write", "e2fsck_time", "fuse_overlayfs_tar_extract",
-         "floor_tar_extract", "cp_a_ext4", "squashfuse_tar_create")
+         "floor_tar_extract", "cp_a_ext4", "squashfuse_tar_create", "squashfuse_mount")
 
 
 def run_all(work=None, runs=5, tree="C", only=None, log=print):
@@ -390,6 +409,7 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         floor_tar_extract=lambda: floor_tar_extract(tar, runs, work),
         cp_a_ext4=lambda: cp_a_ext4(p["rootfs"][tree], runs, work),
         squashfuse_tar_create=lambda: squashfuse_tar_create(p["rootfs"][tree], runs, work),
+        squashfuse_mount=lambda: squashfuse_mount(p["rootfs"][tree], runs, work),
     )
     return B.run_benches(calls, PEERS, only, log, "peer")
 

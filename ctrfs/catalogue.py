@@ -330,21 +330,36 @@ def tree_logical_bytes(engine, root):
     return total
 
 
+def logical_sizes(engine, entries):
+    """{key: logical bytes} of snapshot entries [(key, e)]: what an entry records (images
+    count theirs; a recorded count has inodes > 0, the root at least), else counted from
+    the tree once per root, or taken from an entry with the same root (a fresh clone and
+    its image, a tree and the image just committed from it)."""
+    known = {e["root"][1]: e["logical_bytes"] for _k, e in entries if e["inodes"]}
+    out = {}
+    for key, e in entries:
+        h = e["root"][1]
+        if e["inodes"]:
+            out[key] = e["logical_bytes"]
+            continue
+        if h not in known:
+            known[h] = tree_logical_bytes(engine, e["root"])
+        out[key] = known[h]
+    return out
+
+
 def rows(engine):
     """One dict per image or tree, in key order: `name` and `parent` are the exact keys
     (decoded, for JSON), `image`/`tag` what a table shows."""
     import datetime
 
-    sizes = {}
+    entries = list(engine.snapshots())
+    sizes = logical_sizes(engine, entries)
     out = []
-    for key, e in engine.snapshots():
+    for key, e in entries:
         image, tag = split_key(key)
         root_hash = e["root"][1]
-        size = e["logical_bytes"]
-        if not size:
-            if root_hash not in sizes:
-                sizes[root_hash] = tree_logical_bytes(engine, e["root"])
-            size = sizes[root_hash]
+        size = sizes[key]
         created = datetime.datetime.fromtimestamp(e["created_ns"] / 1e9).astimezone()
         out.append(dict(
             name=key.decode("utf-8", "backslashreplace"), image=image, tag=tag,

@@ -21,9 +21,9 @@ def run(args):
     try:
         note_unlocked(locked)
         snaps = list(engine.snapshots())
+        sizes = catalogue.logical_sizes(engine, snaps)
         res = diskusage.report(engine, snaps, hidden=catalogue.is_hidden,
-                               logical=lambda name, e: e["logical_bytes"] or
-                               catalogue.tree_logical_bytes(engine, e["root"]))
+                               logical=lambda name, e: sizes[name])
     finally:
         engine.close()
     shown = {}
