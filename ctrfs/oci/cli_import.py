@@ -38,9 +38,7 @@ def run(args):
     progress = ImportProgress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
 
     def work(engine):
-        imp = Importer(engine, threads=not args.single_thread, progress=progress,
-                       pause=getattr(engine, "pause", None),      # a daemon's (tool.Borrowed)
-                       idle=getattr(engine, "idle", None))
+        imp = Importer(engine, threads=not args.single_thread, progress=progress)
         done = []
         for img, name in zip(images, names):
             if progress:

@@ -42,14 +42,16 @@ def layer_name(chain_id):
 
 
 class Importer:
-    def __init__(self, engine, *, threads=True, progress=None, pause=None, idle=None, on_layer=None):
+    def __init__(self, engine, *, threads=True, progress=None, on_layer=None):
         if not engine.sb["ro_compat"] & C.RO_COMPAT_IMAGE_META:
             raise DeviceError("the device was made without image metadata support "
                               "(an older mkfs.ctrfs): it cannot hold imported images")
         self.engine = engine
         self.threads = threads
         self.progress = progress
-        self.pause, self.idle = pause, idle
+        # a daemon's engine (tool.Borrowed): its requests run at each pause, and while the
+        # import waits for its reader thread
+        self.pause, self.idle = getattr(engine, "pause", None), getattr(engine, "idle", None)
         # on_layer(layer snapshot name): after each new layer is held, while no scratch
         # tree exists (a pull commits there, so a failure later keeps the layer)
         self.on_layer = on_layer

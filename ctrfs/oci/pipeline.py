@@ -2,6 +2,7 @@
 thread beside the consumer (storing blocks and tree items): zlib, zstd, sha256 and blake3
 release the GIL, so the two use both cores.  Exceptions of the producer reach the
 consumer; a consumer that stops early stops the producer."""
+import contextlib
 import queue
 import threading
 
@@ -39,6 +40,7 @@ def with_block_hashes(events, block_size):
 def threaded(events, depth=DEPTH, idle=None):
     """idle: a context manager held around each wait for the producer (a daemon's
     requests run meanwhile)."""
+    idle = idle or contextlib.nullcontext
     q = queue.Queue(depth)
     stop = threading.Event()
     failure = []
@@ -68,11 +70,8 @@ def threaded(events, depth=DEPTH, idle=None):
             try:
                 ev = q.get_nowait()
             except queue.Empty:
-                if idle is None:
+                with idle():
                     ev = q.get()
-                else:
-                    with idle():
-                        ev = q.get()
             if ev is _END:
                 break
             yield ev

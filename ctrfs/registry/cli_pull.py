@@ -67,9 +67,7 @@ def pull_oci(args, client, remote, name):
     progress = ImportProgress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
 
     def work(engine):
-        imp = Importer(engine, progress=progress, on_layer=lambda _name: engine.commit(),
-                       pause=getattr(engine, "pause", None),      # a daemon's (tool.Borrowed)
-                       idle=getattr(engine, "idle", None))
+        imp = Importer(engine, progress=progress, on_layer=lambda _name: engine.commit())
         if progress:
             progress.start(str(remote))
         return imp.import_image(image, name)
@@ -103,8 +101,7 @@ def pull_transfer(args, store, shown, name, raw):
     def work(engine):
         if progress:
             progress.start(shown)
-        imp = Importer(engine, progress=progress, pause=getattr(engine, "pause", None),
-                       idle=getattr(engine, "idle", None))
+        imp = Importer(engine, progress=progress)
         return pull(engine, imp, store, raw, name, keep, progress)
 
     root, counts = import_on(args.device, work, lambda n, before: n not in before, progress)
