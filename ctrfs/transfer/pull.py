@@ -4,6 +4,7 @@ is one, else the frames holding its parts, fetched as byte ranges of their blobs
 mostly needed is fetched whole, and its sha256 checked); each part is checked against its
 sha256 and the whole file against its id before its bytes are written.  The tree is
 applied through the importer's applier as one image with no parent."""
+import contextlib
 import hashlib
 import json
 import os
@@ -47,13 +48,14 @@ class LocalContents:
     """Files already on the device, found by size and then sha256 (read through
     FileSystem): (snapshot name, inode) per content id."""
 
-    def __init__(self, engine, wanted_sizes):
+    def __init__(self, engine, wanted_sizes, pause):
         self.engine = engine
         self.by_size = {}
         self.hashed = {}
         for snap, e in engine.snapshots():
             if e["kind"] != C.SNAP_IMAGE or not e["root"][0]:
                 continue
+            pause()
             fs = FileSystem(engine, snap, writable=False)
             for ch in tree_changes(engine, None, snap):
                 if ch.kind != ENTRY:
@@ -193,20 +195,29 @@ def events(entries, contents, local, found, blobs, counts, progress=None):
 def pull(engine, importer, store, manifest_raw, name, keep, progress=None):
     """Import the transfer image of manifest_raw as `name`; returns (root, counts).  keep:
     where fetched frames wait for a retry (Blobs)."""
+    # inside a daemon, its requests run while the pull waits on the store and between lookups
+    idle = importer.idle or contextlib.nullcontext
+    pause = importer.pause or (lambda: None)
     index_desc, config_desc = read_manifest(manifest_raw)
+    with idle():
+        config_raw = store.get(config_desc["digest"], config_desc["size"], CONFIG_MAX)
+        raw = store.get(index_desc["digest"], index_desc["size"], X.INDEX_MAX)
     try:
-        config = json.loads(store.get(config_desc["digest"], config_desc["size"], CONFIG_MAX))
+        config = json.loads(config_raw)
     except (ValueError, UnicodeDecodeError):
         raise BadImageError("transfer config: not JSON") from None
-    raw = store.get(index_desc["digest"], index_desc["size"], X.INDEX_MAX)
     entries, contents, rows = X.decode_index(raw)
     oci_config = config.get("image") if isinstance(config, dict) else None
     used = {cid for _e, cid in entries if cid is not None and contents[cid]["size"]}
-    local = LocalContents(engine, {contents[cid]["size"] for cid in used})
+    local = LocalContents(engine, {contents[cid]["size"] for cid in used}, pause)
     blobs = Blobs(store, rows, keep)
-    found = {cid: local.find(cid, contents[cid]["size"]) for cid in sorted(used)}
+    found = {}
+    for cid in sorted(used):
+        pause()
+        found[cid] = local.find(cid, contents[cid]["size"])
     plan = blobs.plan(part for cid, key in found.items() if key is None for part in contents[cid]["parts"])
-    blobs.fetch(plan, progress)
+    with idle():
+        blobs.fetch(plan, progress)
     counts = {"files": sum(1 for e, _c in entries if e.kind == T.FILE), "local": 0, "fetched": 0}
     root = importer.import_events(events(entries, contents, local, found, blobs, counts, progress), name, "transfer",
                                   config=oci_config.encode() if isinstance(oci_config, str) else None)
