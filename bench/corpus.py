@@ -22,7 +22,6 @@ PKGS_B, PKGS_C (comma lists).  Stdlib only.
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
