@@ -11,11 +11,14 @@ Workloads, each on a fresh device and mount:
            Debian packages no fsstress)
   write    one file of --write-gib GiB of incompressible, non-repeating data, written
            with 1 MiB writes (dd from a 64 MiB random pattern, each MiB made unique)
+  views    8 containers at once (clones of one image), 256 MiB of unique data written
+           into each in parallel
   tree     tar -x of tree C into the mount, then tar -cf /dev/null of it (reads every file
            and walks every leaf: the node cache fills)
 Per (cache, workload): RSS right after the mount, the peak, and peak - cache (the
 margin).  JSON on stdout (also bench/results-memory.json), a table on stderr."""
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -136,6 +139,37 @@ def big_write(mnt, gib):
     return {"bytes": gib << 30}
 
 
+def views(mnt, dev, work, n=8, mib=256):
+    """n containers at once: clones of an image, each written mib MiB of unique data in
+    parallel (the daemon's dirty budget is shared by its trees)."""
+    with open(os.path.join(mnt, "base.txt"), "w") as f:
+        f.write("base\n")
+    CB.commit(mnt, "base")
+    pattern = os.urandom(PATTERN)
+
+    def fill(where, seed):
+        with open(os.path.join(where, "data.bin"), "wb", buffering=0) as f:
+            for k in range(mib):
+                chunk = bytearray(pattern[(k * MIB) % PATTERN:][:MIB])
+                chunk[:16] = seed.to_bytes(8, "little") + k.to_bytes(8, "little")
+                f.write(chunk)
+        B.run(["sync", "-f", where])
+
+    with contextlib.ExitStack() as stack:
+        mnts = []
+        for k in range(n):
+            m = stack.enter_context(B.mountpoint(work, "ctrfs"))
+            CB.mount(dev, m, image="base", opts=f"clone=m{k}")
+            stack.callback(B.umount, m)
+            mnts.append(m)
+        threads = [threading.Thread(target=fill, args=(m, k)) for k, m in enumerate(mnts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return {"trees": n, "bytes": n * mib * MIB}
+
+
 def tree(mnt, tar_path):
     B.run(["tar", "-xpf", tar_path, "-C", mnt, "--numeric-owner"])
     B.run(["sync", "-f", mnt])
@@ -153,7 +187,7 @@ def one(scratch, work, cache, name, fn):
             base = rss(pid)
             t0 = time.perf_counter()
             with Sampler(pid) as s:
-                info = fn(mnt)
+                info = fn(mnt, dev)
             secs = time.perf_counter() - t0
         finally:
             CB.umount(mnt, dev)
@@ -175,14 +209,15 @@ def main():
     ap.add_argument("--cache", default="64M,256M")
     ap.add_argument("--write-gib", type=int, default=10)
     ap.add_argument("--stress-seconds", type=float, default=60)
-    ap.add_argument("--only", help="comma list of workloads (stress,write,tree)")
+    ap.add_argument("--only", help="comma list of workloads (stress,write,views,tree)")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results-memory.json"))
     args = ap.parse_args()
     paths = B.corpus_paths(args.work)
     scratch = args.scratch or tempfile.mkdtemp(prefix="ctrfs-memory-", dir="/var/tmp")
-    workloads = {"stress": lambda m: stress(m, args.stress_seconds),
-                 "write": lambda m: big_write(m, args.write_gib),
-                 "tree": lambda m: tree(m, paths["tars"]["C"])}
+    workloads = {"stress": lambda m, _d: stress(m, args.stress_seconds),
+                 "write": lambda m, _d: big_write(m, args.write_gib),
+                 "tree": lambda m, _d: tree(m, paths["tars"]["C"]),
+                 "views": lambda m, d: views(m, d, args.work)}
     only = args.only.split(",") if args.only else list(workloads)
     rows = []
     try:

@@ -1,6 +1,8 @@
 """File contents: inline data for small files, otherwise a map of block index -> pointer
 in the FS tree.  Writes go to a dirty cache of whole blocks and reach the store when the
 cache passes its limit or at commit.  All-zero blocks become holes: nothing is stored."""
+import weakref
+
 import numpy as np
 
 from .errors import CorruptError
@@ -10,8 +12,24 @@ from .format.items import BLOCK_KEY_DTYPE, block_end, block_key
 from .format.pointer import POINTER_SIZE, pack_pointer, unpack_pointer
 
 
+class DirtyBudget:
+    """The dirty-block bytes the trees of one engine may hold together (a daemon's half of
+    cache=, whatever the number of trees it serves): a write over it flushes the trees
+    holding the most first, so the daemon's memory does not grow with its trees."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.members = weakref.WeakSet()          # FileData
+
+    def over(self):
+        return sum(d.dirty_bytes for d in self.members) > self.limit
+
+    def fullest(self):
+        return sorted((d for d in self.members if d.dirty_bytes), key=lambda d: -d.dirty_bytes)
+
+
 class FileData:
-    def __init__(self, tree, store, block_size, dirty_limit=64 << 20):
+    def __init__(self, tree, store, block_size, budget):
         self.tree = tree
         self.store = store
         self.bs = block_size
@@ -19,7 +37,8 @@ class FileData:
         self.zero_hash = data_hash(self.zero)
         self.dirty = {}            # ino -> {block index: bytearray}
         self.dirty_bytes = 0
-        self.dirty_limit = dirty_limit
+        self.budget = budget
+        budget.members.add(self)
 
     # ---- reading -------------------------------------------------------------------
     def read(self, ind, offset, size):
@@ -157,7 +176,7 @@ class FileData:
         self.dirty_bytes -= self.bs * len(self.dirty.pop(ino, {}))
 
     def over_limit(self):
-        return self.dirty_bytes > self.dirty_limit
+        return self.budget.over()
 
     def flush(self):
         """Store every dirty block (hash, dedup, append to the log) and map it."""

@@ -6,7 +6,7 @@ import weakref
 
 from . import acl
 from .errors import FsError, NoSpaceError
-from .files import FileData
+from .files import DirtyBudget, FileData
 from .format import constants as C
 from .format.items import dirent_key, fs_key, pack_dirent, unpack_dirent
 from .inodes import Inode, InodeTable, now_ns, orphan_key
@@ -44,7 +44,8 @@ def check_name(name):
 
 
 class FileSystem:
-    def __init__(self, engine, name, *, writable=True, dirty_limit=64 << 20):
+    def __init__(self, engine, name, *, writable=True, dirty_limit=64 << 20, budget=None):
+        """budget: a DirtyBudget shared with other trees (a daemon's); else one of dirty_limit."""
         self.engine = engine
         self.name = name
         self.tree = engine.tree(name)
@@ -52,7 +53,7 @@ class FileSystem:
         self.writable = (writable and not engine.readonly
                          and engine.snapshot(name)["kind"] == C.SNAP_WRITABLE)
         self.inodes = InodeTable(self.tree)
-        self.data = FileData(self.tree, engine.store, engine.block_size, dirty_limit)
+        self.data = FileData(self.tree, engine.store, engine.block_size, budget or DirtyBudget(dirty_limit))
         self.open_count = {}          # ino -> open handles (an unlinked open file lives on)
         self._room = (0, None)        # (dirty bytes surely storable, log state) for _make_room
         engine.flushers.append(weakref.WeakMethod(self.data.flush))   # see Engine.commit
@@ -88,7 +89,10 @@ class FileSystem:
     def _maybe_flush(self):
         if self.data.over_limit():
             self._reclaim()
-            self.data.flush()
+            for data in self.data.budget.fullest():   # of every tree sharing the budget
+                data.flush()
+                if not self.data.budget.over():
+                    break
 
     def _make_room(self, n):
         """ENOSPC before a write is accepted, not at the commit after it: dirty blocks stay

@@ -11,6 +11,7 @@ import pyfuse3
 
 from .. import catalogue
 from ..errors import CtrfsError
+from ..files import DirtyBudget
 from ..format import constants as C
 from ..fs import save_request_counts
 from ..unmount import find_mount
@@ -57,6 +58,7 @@ class Daemon:
         self.session = session            # where the session is mounted
         self.devno = devno                # its MAJOR:MINOR, once mounted
         self.views = {}                   # slot -> View
+        self.dirty = DirtyBudget(cfg.cache // 2)   # every view's dirty blocks together
         self.next_slot = 1
         self.ops = MuxOperations(self)
         self.turns = Turns()
@@ -107,7 +109,7 @@ class Daemon:
                           "umount them all to start afresh")
         slot, self.next_slot = self.next_slot, self.next_slot + 1
         view = View(self.engine, name, slot, writable=not readonly,
-                    dirty_limit=self.cfg.cache // 2, fsync=self.cfg.fsync,
+                    budget=self.dirty, fsync=self.cfg.fsync,
                     commit_interval=self.cfg.commit_interval)
         self.views[slot] = view
         log.info("serving %s as view %d", view.shown, slot)

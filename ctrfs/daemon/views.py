@@ -36,10 +36,10 @@ class ViewOperations(fsops.Operations):
 class View:
     """One tree served to the kernel as directory SLOT of the session root."""
 
-    def __init__(self, engine, name, slot, *, writable, dirty_limit, fsync, commit_interval):
+    def __init__(self, engine, name, slot, *, writable, budget, fsync, commit_interval):
         self.name = name
         self.slot = slot
-        self.fs = FileSystem(engine, name, writable=writable, dirty_limit=dirty_limit)
+        self.fs = FileSystem(engine, name, writable=writable, budget=budget)
         self.ops = ViewOperations(self.fs, slot, fsync=fsync, commit_interval=commit_interval)
         self.targets = set()        # bind mount points (in the daemon's mount namespace)
         self.bound = False          # a bind was reported: from then on the mount table decides
