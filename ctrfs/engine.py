@@ -19,8 +19,11 @@ from .totals import tree_totals
 from .tree import Node, Tree
 
 
+PENDING_ITEM_COST = 400     # bytes: a CA delta entry (~280) and a block-map tree item (~120)
+
+
 class Engine:
-    def __init__(self, dev, sb, cp, *, cache_nodes=8192):
+    def __init__(self, dev, sb, cp, *, cache_bytes=64 << 20):
         self.dev = dev
         self.sb = sb
         self.block_size = sb["block_size"]
@@ -29,7 +32,7 @@ class Engine:
         self.seq = cp["seq"]
         self.log = SegmentLog(dev, sb, cp["log_segment"], cp["log_offset"], cp["next_unit_seq"])
         self.log.commit_seq = self.seq + 1
-        self.store = BlockStore(dev, self.log, self.block_size, cache_nodes)
+        self.store = BlockStore(dev, self.log, self.block_size, cache_bytes)
         roots = cp["roots"]
         ptr = lambda p: (p["paddr"], p["hash"])  # noqa: E731
         self.ca_tree = Tree(self.store, C.TREE_CA, ptr(roots["ca_root"]))
@@ -62,7 +65,7 @@ class Engine:
 
     # ---- opening ----------------------------------------------------------------------
     @classmethod
-    def open(cls, dev, *, slot=None, cache_nodes=8192):
+    def open(cls, dev, *, slot=None, cache_bytes=64 << 20):
         """Open at the newest checkpoint that loads (or the given slot index)."""
         sb = read_superblock(dev)
         dev.block_size = sb["block_size"]
@@ -75,7 +78,7 @@ class Engine:
         errors = []
         for cp in load_checkpoint(dev, sb, slot):
             try:
-                return cls(dev, sb, cp, cache_nodes=cache_nodes)
+                return cls(dev, sb, cp, cache_bytes=cache_bytes)
             except CorruptError as exc:
                 errors.append(f"checkpoint {cp['seq']}: {exc}")
         raise CorruptError("no usable checkpoint: " + ("; ".join(errors) or "both slots invalid"))
@@ -166,6 +169,11 @@ class Engine:
         self.open_trees.pop(name, None)
 
     # ---- commit ------------------------------------------------------------------------------
+    def pending_bytes(self):
+        """Memory that changes waiting for the commit hold, roughly: each changed CA entry
+        and the tree item beside it (a daemon commits early when it passes its budget)."""
+        return len(self.ca.delta) * PENDING_ITEM_COST
+
     def commit_due(self, changes, writable=True):
         """Whether a periodic commit is due: with changes, and also while freed segments
         wait for the commits that return them (an idle mount would never get them back)."""

@@ -227,7 +227,7 @@ def open_engine(args, cfg):
         except CorruptError as exc:
             raise MountError(f"{dev_path}: not a ctrfs file system ({exc})") from None
         try:
-            return Engine.open(dev, cache_nodes=max(256, cfg.cache // 2 // 4096))
+            return Engine.open(dev, cache_bytes=max(1 << 20, cfg.cache // 2))
         except CorruptError as exc:
             raise MountError(f"{dev_path}: {exc} (run fsck.ctrfs)") from None
         except CtrfsError as exc:

@@ -219,13 +219,24 @@ class VerifiedBlocks:
         self.hash[slots] = hashes
 
 
+# What a decoded node costs in memory, roughly: a leaf of 4 KiB held as Python bytes and
+# lists is 2-3x its block (block-map leaf: ~65 items, 9.6 KiB measured).
+NODE_COST = 4096
+ITEM_COST = 100
+
+
+def node_cost(node):
+    return NODE_COST + ITEM_COST * len(node[1])
+
+
 class BlockStore:
-    def __init__(self, dev, log, block_size, cache_nodes=8192):
+    def __init__(self, dev, log, block_size, cache_bytes=64 << 20):
         self.dev = dev
         self.log = log
         self.block_size = block_size
         self.cache = OrderedDict()       # hash -> (level, keys, vals), decoded stored nodes
-        self.cache_nodes = cache_nodes
+        self.cache_bytes = cache_bytes   # their node_cost together stays below this
+        self.cached = 0
         self.ca = None                   # ContentIndex, set once the CA tree is open
         self.verified = VerifiedBlocks(log)
         self.stats = dict(data_written=0, data_deduped=0, nodes_written=0, nodes_deduped=0,
@@ -279,10 +290,19 @@ class BlockStore:
         return self._remember(h, decoded[0])
 
     def _remember(self, h, node):
+        old = self.cache.get(h)
+        if old is not None:
+            self.cached -= node_cost(old)
         self.cache[h] = node
-        if len(self.cache) > self.cache_nodes:
-            self.cache.popitem(last=False)
+        self.cached += node_cost(node)
+        while self.cached > self.cache_bytes and len(self.cache) > 1:
+            self.cached -= node_cost(self.cache.popitem(last=False)[1])
         return node
+
+    def forget_node(self, h):
+        node = self.cache.pop(h, None)
+        if node is not None:
+            self.cached -= node_cost(node)
 
     def put_node(self, kind, level, keys, vals, generation):
         """Store a node; returns its pointer.  FS nodes are content addressed: an equal
@@ -378,4 +398,4 @@ class BlockStore:
                     ca.decref(child)
             self.log.add_live(e[0], -1)
             ca.delta[h] = None
-            self.cache.pop(h, None)
+            self.forget_node(h)

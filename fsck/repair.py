@@ -255,7 +255,7 @@ class Repair:
             if old == new:
                 continue
             ca.delta[digest] = list(new) if new is not None else None
-            self.engine.store.cache.pop(digest, None)
+            self.engine.store.forget_node(digest)
             if old is not None and (new is None or new[0] != old[0]):
                 lg.add_live(old[0], -1)
             if new is not None and (old is None or new[0] != old[0]) and digest not in self.moved:

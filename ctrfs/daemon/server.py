@@ -23,6 +23,7 @@ from .views import View
 log = logging.getLogger("ctrfs.daemon")
 EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 1, 32
 WATCH_INTERVAL = 0.5          # seconds between looks at the mount table
+PENDING_CHECK = 0.5           # seconds between looks at the memory that waits for a commit
 CLONE_ID_MAX = 64
 
 
@@ -189,10 +190,18 @@ class Daemon:
                     v.fs.writable = False
 
     async def committer(self):
+        """A commit every commit= seconds, or sooner when the changes waiting for it hold
+        more memory than half the dirty budget (a long write must not grow the daemon)."""
+        step = min(PENDING_CHECK, self.cfg.commit_interval)
+        waited = 0.0
         while True:
-            await asyncio.sleep(self.cfg.commit_interval)
+            await asyncio.sleep(step)
+            waited += step
+            if waited < self.cfg.commit_interval and self.engine.pending_bytes() <= self.dirty.limit // 2:
+                continue
             if self.tool_running:       # an import's half-stored layers stay out of checkpoints
                 continue
+            waited = 0.0
             with self.turns:
                 if self.engine.commit_due(self.has_changes()):
                     try:

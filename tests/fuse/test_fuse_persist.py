@@ -188,6 +188,20 @@ def test_periodic_commit(image, tmp_path):
         assert (m / "f").read_bytes() == b"committed in the background"
 
 
+def test_commit_early_when_changes_outgrow_the_cache(image, tmp_path):
+    """commit=3600, but a write whose changes waiting for the commit outgrow the daemon's
+    budget (cache=4M) is committed anyway, well before the interval: kill -9 keeps it."""
+    mnt = tmp_path / "mnt"
+    data = random.Random(7).randbytes(48 << 20)
+    m = Mount(image, mnt, "commit=3600", "cache=4M").start()
+    (m / "big").write_bytes(data)
+    time.sleep(2.0)
+    m.kill()
+    fsck(image)
+    with Mount(image, mnt) as m:
+        assert (m / "big").read_bytes() == data
+
+
 def test_orphan_freed_after_crash(image, tmp_path):
     """A file unlinked while open is recorded as an orphan; if the daemon dies, the next
     mount frees it."""
