@@ -330,6 +330,18 @@ def tar_create(tar_path, runs=5, work=None):
     return dict(tool="ctrfs (image, ro)", device=dev, seconds=B.summarize(secs))
 
 
+def container_start(tar_path, runs=5, work=None):
+    """peers.CONTAINER_START on a fresh read-only mount of the image, all caches dropped
+    after the mount (cold)."""
+    dev, name = tree_device(tar_path, work)
+    secs = []
+    for _ in range(runs):
+        with mounted(dev, work, image=name, ro=True) as mnt:
+            B.drop_caches()
+            secs.append(B.timed(["sh", "-c", peers.CONTAINER_START, "sh", mnt]))
+    return dict(tool="ctrfs (image, ro)", device=dev, seconds=B.summarize(secs))
+
+
 def mount_time(tar_path, runs=5, work=None):
     """Mount of a new writable clone of the tree's image (a container start) until the
     mount command returned and a stat of the root answered: the first mount of the device
@@ -359,7 +371,8 @@ def mount_time(tar_path, runs=5, work=None):
                 images_seconds=B.summarize(images))
 
 
-BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time", "cp_a", "tar_create", "mount_time")
+BENCHES = ("import_tar", "seq_read", "walk", "first_write", "fsck_time", "cp_a", "tar_create", "mount_time",
+           "container_start")
 
 
 def run_all(work=None, runs=5, tree="C", only=None, log=print):
@@ -379,6 +392,7 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         cp_a=lambda: cp_a(p["rootfs"][tree], runs, work),
         tar_create=lambda: tar_create(tar, runs, work),
         mount_time=lambda: mount_time(tar, runs, work),
+        container_start=lambda: container_start(tar, runs, work),
     )
     return B.run_benches(calls, BENCHES, only, log, "ctrfs")
 

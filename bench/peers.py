@@ -37,6 +37,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOORFS = os.path.join(REPO, "bench", "floorfs.py")
 # GNU tar writing to /dev/null does not read file data at all: pipe it instead.
 TAR_CREATE = 'tar -cf - -C "$1" . | cat > /dev/null'
+# container start, cold: the python3 of the image imports what a small service does
+CONTAINER_START = 'chroot "$1" /usr/bin/python3 -c "import json, email, http.client"'
 
 
 def tar_file_data_bytes(tar_path, work=None):
@@ -388,10 +390,29 @@ def squashfuse_tar_create(rootfs_dir, runs=5, work=None):
     return dict(tool="squashfuse (uncompressed squashfs)", image=image, seconds=B.summarize(secs))
 
 
+def squashfuse_container_start(rootfs_dir, runs=5, work=None):
+    """CONTAINER_START on a fresh squashfuse mount of the tree, all caches dropped after
+    the mount (cold)."""
+    B.need_tools("squashfuse", "chroot")
+    name = "rootfs-" + os.path.basename(os.path.normpath(rootfs_dir))
+    image = squashfs_image(rootfs_dir, name, work)
+    secs = []
+    for _ in range(runs):
+        with B.mountpoint(work, "sqfuse") as mnt:
+            _squashfuse_mount(image, mnt)
+            try:
+                B.drop_caches()
+                secs.append(B.timed(["sh", "-c", CONTAINER_START, "sh", mnt]))
+            finally:
+                B.umount(mnt)
+    return dict(tool="squashfuse (uncompressed squashfs)", image=image, seconds=B.summarize(secs))
+
+
 # ---- all peers at once ----------------------------------------------------------------------
 PEERS = ("tar_extract_ext4", "squashfuse_seq_read", "squashfuse_walk",
          "fuse_overlayfs_first_write", "e2fsck_time", "fuse_overlayfs_tar_extract",
-         "floor_tar_extract", "cp_a_ext4", "squashfuse_tar_create", "squashfuse_mount")
+         "floor_tar_extract", "cp_a_ext4", "squashfuse_tar_create", "squashfuse_mount",
+         "squashfuse_container_start")
 
 
 def run_all(work=None, runs=5, tree="C", only=None, log=print):
@@ -410,6 +431,7 @@ def run_all(work=None, runs=5, tree="C", only=None, log=print):
         cp_a_ext4=lambda: cp_a_ext4(p["rootfs"][tree], runs, work),
         squashfuse_tar_create=lambda: squashfuse_tar_create(p["rootfs"][tree], runs, work),
         squashfuse_mount=lambda: squashfuse_mount(p["rootfs"][tree], runs, work),
+        squashfuse_container_start=lambda: squashfuse_container_start(p["rootfs"][tree], runs, work),
     )
     return B.run_benches(calls, PEERS, only, log, "peer")
 
