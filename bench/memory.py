@@ -150,7 +150,8 @@ def views(mnt, dev, work, n=8, mib=256):
     def fill(where, seed):
         with open(os.path.join(where, "data.bin"), "wb", buffering=0) as f:
             for k in range(mib):
-                chunk = bytearray(pattern[(k * MIB) % PATTERN:][:MIB])
+                at = (k * MIB) % PATTERN
+                chunk = bytearray(pattern[at:at + MIB])
                 chunk[:16] = seed.to_bytes(8, "little") + k.to_bytes(8, "little")
                 f.write(chunk)
         B.run(["sync", "-f", where])
