@@ -13,6 +13,7 @@ from .format import constants as C
 from .format.checkpoint import CHECKPOINT_SIZE, Checkpoint, decode_checkpoint
 from .format.items import (RemapEntry, split_fs_key, unpack_ca, unpack_dirent, unpack_inode, unpack_snap,
                            unpack_usage)
+from .format.image import unpack_source
 from .format.node import decode_node, encode_node
 from .format.pointer import unpack_pointer
 from .format.segment import decode_summary
@@ -203,6 +204,9 @@ def _fs_item(key, val):
     if item == C.ITEM_IMAGE:
         if sub[:1] == bytes((C.IMAGE_LAYER,)):
             return f"{head} layer diff_id sha256:{val[:32].hex()} chain_id sha256:{val[32:].hex()}"
+        if sub[:1] == bytes((C.IMAGE_SOURCE,)):
+            digest, size, mt = unpack_source(val)
+            return f"{head} source {mt} sha256:{digest.hex()} {size} bytes"
         what = "recipe" if sub[:1] == bytes((C.IMAGE_RECIPE,)) else "config"
         return f"{head} {what} piece {int.from_bytes(sub[1:], 'big')} ({len(val)} bytes)"
     paddr, h = unpack_pointer(val)

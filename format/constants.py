@@ -28,9 +28,10 @@ CHECKPOINT_BACKUPS = 3                # older root sets kept in each checkpoint
 COMPAT_NONE = 0
 RO_COMPAT_NONE = 0
 RO_COMPAT_IMAGE_META = 1 << 0         # FS trees may hold ITEM_IMAGE items (OCI config, layer ids) under ino 0
+RO_COMPAT_LAYER_SOURCE = 1 << 1       # layer trees may hold an IMAGE_SOURCE item (the blob the layer came in)
 INCOMPAT_INLINE_DATA = 1 << 0         # small files and symlinks live inside the inode item
 ALL_COMPAT = 0
-ALL_RO_COMPAT = RO_COMPAT_IMAGE_META
+ALL_RO_COMPAT = RO_COMPAT_IMAGE_META | RO_COMPAT_LAYER_SOURCE
 ALL_INCOMPAT = INCOMPAT_INLINE_DATA
 
 # Tree kinds (node header `tree` field and segment summary `owner`).
@@ -83,6 +84,7 @@ IMAGE_RECIPE = 0x52                   # 'R' + piece number (u32 BE): the layer's
 IMAGE_RECIPE_PIECE = 2000             # recipe bytes per item (the same bound)
 RECIPE_MAGIC = b"CTRR"                # the recipe's first bytes (after zstd), then RECIPE_VERSION
 RECIPE_VERSION = 1
+IMAGE_SOURCE = 0x53                   # 'S': LayerSource, the descriptor of the blob the layer was imported from
 RECIPE_END, RECIPE_RAW, RECIPE_FILE, RECIPE_ZEROS = 0, 1, 2, 3   # recipe record tags
 
 # POSIX ACLs: the values of the xattrs system.posix_acl_access / system.posix_acl_default,

@@ -4,6 +4,7 @@ an image's config travels with its tree and is covered by its root hash.
     (0, ITEM_IMAGE, 'C' + piece u32 BE) -> IMAGE_CONFIG_PIECE bytes of the config JSON
     (0, ITEM_IMAGE, 'L')                -> ImageLayer (the layer the tree ends with)
     (0, ITEM_IMAGE, 'R' + piece u32 BE) -> IMAGE_RECIPE_PIECE bytes of the layer's recipe
+    (0, ITEM_IMAGE, 'S')                -> LayerSource (the blob the layer was imported from)
 
 The recipe (tar-split's idea) gives back the layer's uncompressed tar byte for byte: the
 zstd frame of RECIPE_MAGIC, RECIPE_VERSION, then records up to a RECIPE_END record.  A
@@ -25,6 +26,12 @@ ImageLayer = Struct(
 )
 IMAGE_LAYER_SIZE = 64
 assert ImageLayer.sizeof() == IMAGE_LAYER_SIZE
+
+LayerSource = Struct(
+    "digest" / Bytes(32),            # sha256 of the blob as its manifest named it (compressed or not)
+    "size" / Int64ul,                # the blob's size in bytes
+    "media_type" / Prefixed(Int8ul, GreedyBytes),   # its descriptor's mediaType, ASCII
+)
 
 RecipeHeader = Struct(
     "magic" / Const(C.RECIPE_MAGIC),
@@ -59,6 +66,7 @@ def pack_recipe_zeros(length: int) -> bytes:
 
 
 LAYER_KEY = fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_LAYER,)))
+SOURCE_KEY = fs_key(0, C.ITEM_IMAGE, bytes((C.IMAGE_SOURCE,)))
 
 
 def config_key(piece: int) -> bytes:
@@ -88,10 +96,28 @@ def unpack_layer(raw) -> tuple:
     return bytes(raw[:32]), bytes(raw[32:])
 
 
+def pack_source(digest: bytes, size: int, media_type: str) -> bytes:
+    return LayerSource.build({"digest": digest, "size": size, "media_type": media_type.encode("ascii")})
+
+
+def unpack_source(raw) -> tuple:
+    """-> (digest 32 bytes, size, media type str)."""
+    try:
+        v = LayerSource.parse(bytes(raw))
+        mt = v.media_type.decode("ascii")
+    except Exception as e:
+        raise CorruptError(f"layer source item: {e}") from None
+    if len(raw) != 32 + 8 + 1 + len(mt) or not mt:
+        raise CorruptError(f"layer source item: {len(raw)} bytes for a {len(mt)}-byte media type")
+    return bytes(v.digest), v.size, mt
+
+
 def check_image_item(sub: bytes, val) -> None:
     """Raise CorruptError unless (0, ITEM_IMAGE, sub) -> val is well formed."""
     if sub == bytes((C.IMAGE_LAYER,)):
         unpack_layer(val)
+    elif sub == bytes((C.IMAGE_SOURCE,)):
+        unpack_source(val)
     elif len(sub) == 5 and sub[0] == C.IMAGE_CONFIG:
         if not 0 < len(val) <= C.IMAGE_CONFIG_PIECE:
             raise CorruptError(f"image config piece {int.from_bytes(sub[1:], 'big')}: {len(val)} bytes")

@@ -264,9 +264,11 @@ def rfc3339(ns):
 
 
 def image_config(engine, chain, diff_ids, arch, empty=()):
-    """The image's OCI config: the one it was imported with (its runtime part: env, cmd,
-    entrypoint, user, working dir, labels, and its history when it still matches the
-    layers), else a minimal valid one; rootfs.diff_ids are always the layers written."""
+    """The image's OCI config bytes: the one it was imported with (its runtime part: env,
+    cmd, entrypoint, user, working dir, labels, and its history when it still matches the
+    layers), else a minimal valid one; rootfs.diff_ids are always the layers written.  When
+    that is the stored config itself (the layers are the ones it came with), its own bytes:
+    the image keeps its config digest (its image ID)."""
     history = []
     for name in chain:
         e = engine.snapshot(name)
@@ -278,6 +280,7 @@ def image_config(engine, chain, diff_ids, arch, empty=()):
     config = {"architecture": arch, "os": "linux", "config": {},
               "created": history[-1]["created"] if history else rfc3339(0), "history": history}
     stored = imagemeta.read_config(FileSystem(engine, chain[-1], writable=False).tree)
+    old = None
     if stored is not None:
         try:
             old = json.loads(stored)
@@ -291,20 +294,34 @@ def image_config(engine, chain, diff_ids, arch, empty=()):
                 kept["history"] = old_history
             config = {**config, **kept}
     config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
-    return config
+    return stored if config == old else canonical_json(config)
 
 
-def export_oci(engine, name, root, tag, *, compress=True, arch=None, progress=None):
+# Blobs an import kept the descriptor of that a push may offer as they are: the OCI media
+# type they go under, and whether they are the compressed kind.
+REUSABLE = {MT_LAYER_GZIP: (MT_LAYER_GZIP, True),
+            "application/vnd.docker.image.rootfs.diff.tar.gzip": (MT_LAYER_GZIP, True),
+            MT_LAYER_TAR: (MT_LAYER_TAR, False),
+            "application/vnd.docker.image.rootfs.diff.tar": (MT_LAYER_TAR, False)}
+
+
+def export_oci(engine, name, root, tag, *, compress=True, arch=None, progress=None, reuse=None):
     """Write image `name` as an OCI image layout into the empty directory `root`.  A
     snapshot that changes nothing but image metadata (the config an import keeps on the
-    image over its top layer) is no layer: an empty_layer history entry."""
+    image over its top layer) is no layer: an empty_layer history entry.  reuse(descriptor)
+    -> True when the destination already holds that blob (a push asks its registry): an
+    imported layer whose source blob it holds goes in the manifest as that blob, unwritten."""
     chain = image_chain(engine, name)
     layout = Layout(root)
     layers, diff_ids, empty = [], [], set()
     parent = None
     for snap in chain:
         fs = FileSystem(engine, snap, writable=False)
-        got = _as_imported(engine, layout, fs, snap, parent, compress)
+        ids = _imported(engine, fs, snap, parent)
+        got = _reused(fs, ids, compress, reuse) if ids and reuse else None
+        if got is None and ids:
+            blob = imagemeta.read_recipe(fs.tree)
+            got = layout.add_recipe_layer(fs, blob, ids[0], compress) if blob is not None else None
         if got is None:
             changes = list(tree_changes(engine, parent, snap))
             if parent is not None and not changes:
@@ -318,25 +335,35 @@ def export_oci(engine, name, root, tag, *, compress=True, arch=None, progress=No
         if progress:
             progress(snap, desc)
         parent = snap
-    config = layout.add_bytes(MT_CONFIG, canonical_json(
-        image_config(engine, chain, diff_ids, arch or host_arch(), empty)))
+    config = layout.add_bytes(MT_CONFIG, image_config(engine, chain, diff_ids, arch or host_arch(), empty))
     manifest = layout.add_bytes(MT_MANIFEST, canonical_json(
         {"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config, "layers": layers}))
     layout.write_index(manifest, tag)
     return manifest, len(layers)
 
 
-def _as_imported(engine, layout, fs, snap, parent, compress):
-    """An imported layer over the parent it was imported on, written from its recipe
-    (byte for byte the tar it came from), or None."""
+def _imported(engine, fs, snap, parent):
+    """(diff_id, chain_id) of an imported layer over the parent it was imported on, or None."""
     e = engine.snapshot(snap)
     if not snap.startswith(LAYER_PREFIX) or (e["parent_name"] or None) != parent:
         return None
     ids = imagemeta.read_layer(fs.tree)
-    blob = imagemeta.read_recipe(fs.tree)
-    if ids is None or blob is None or snap != LAYER_PREFIX + ids[1].encode():
+    if ids is None or snap != LAYER_PREFIX + ids[1].encode():
         return None
-    return layout.add_recipe_layer(fs, blob, ids[0], compress)
+    return ids
+
+
+def _reused(fs, ids, compress, reuse):
+    """(descriptor, diff_id) of the blob the layer was imported from, when it is of the
+    compression asked for and reuse() says the destination holds it; else None.  The layer
+    tree is immutable and was made from exactly that blob (its sha256 checked on the way
+    in), so the blob is the layer whatever the recipe would replay."""
+    src = imagemeta.read_source(fs.tree)
+    kind = REUSABLE.get(src["mediaType"]) if src else None
+    if kind is None or kind[1] != compress:
+        return None
+    desc = {"mediaType": kind[0], "digest": src["digest"], "size": src["size"]}
+    return (desc, ids[0]) if reuse(desc) else None
 
 
 def export_tar(engine, name, f, *, compress=False):

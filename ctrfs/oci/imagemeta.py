@@ -1,10 +1,10 @@
 """An image's OCI metadata in its FS tree (format/image.py): the config JSON, verbatim,
-and the layer the tree ends with.  Export reads them back from here."""
+the layer the tree ends with, and the descriptor of the blob that layer came in.  Export reads them back from here."""
 import hashlib
 
 from ..format import constants as C
-from ..format.image import (CONFIG_HI, CONFIG_LO, LAYER_KEY, RECIPE_HI, RECIPE_LO, config_key, pack_layer,
-                            recipe_key, unpack_layer)
+from ..format.image import (CONFIG_HI, CONFIG_LO, LAYER_KEY, RECIPE_HI, RECIPE_LO, SOURCE_KEY, config_key,
+                            pack_layer, pack_source, recipe_key, unpack_layer, unpack_source)
 
 
 def _raw(digest):
@@ -59,3 +59,22 @@ def read_layer(tree):
         return None
     diff, chain = unpack_layer(raw)
     return "sha256:" + diff.hex(), "sha256:" + chain.hex()
+
+
+def write_source(tree, desc):
+    """The descriptor ({"mediaType", "digest", "size"}) of the blob the layer was imported
+    from, or None to drop a lower layer's."""
+    if desc is None:
+        if tree.get(SOURCE_KEY) is not None:
+            tree.delete(SOURCE_KEY)
+        return
+    tree.put(SOURCE_KEY, pack_source(_raw(desc["digest"]), desc["size"], desc["mediaType"]))
+
+
+def read_source(tree):
+    """That descriptor, or None."""
+    raw = tree.get(SOURCE_KEY)
+    if raw is None:
+        return None
+    digest, size, mt = unpack_source(raw)
+    return {"mediaType": mt, "digest": "sha256:" + digest.hex(), "size": size}

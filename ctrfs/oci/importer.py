@@ -84,6 +84,8 @@ class Importer:
                 if engine.snapshot(lname) is None:
                     imagemeta.write_layer(fs.tree, diff_id, chain)
                     imagemeta.write_recipe(fs.tree, self.recipe)
+                    if engine.sb["ro_compat"] & C.RO_COMPAT_LAYER_SOURCE:
+                        imagemeta.write_source(fs.tree, layer.source)
                     root = self._flush(fs)
                     self._hold(lname, root, parent, fs)
                     self.new_layers += 1

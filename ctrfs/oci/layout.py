@@ -28,6 +28,7 @@ class Layer:
     what: str                     # for messages: "layer 2 (sha256:abcd...)"
     open: object                  # () -> CheckedReader of the layer blob
     diff_id: str | None = None    # from the config; None: learnt while reading
+    source: dict | None = None    # its manifest descriptor (mediaType, digest, size), kept with the layer
 
 
 @dataclass
@@ -172,8 +173,17 @@ def manifest_image(ref, raw, mediatype, what, small, blob):
         if "tar" not in mt or "encrypted" in mt:
             raise BadImageError(f"{what}: layer {i} has media type {mt!r}, not a tar layer")
         lwhat = f"layer {i + 1} ({_short(ld['digest'])})"
-        img.layers.append(Layer(lwhat, (lambda ld=ld, lwhat=lwhat: blob(ld, lwhat)), diff))
+        img.layers.append(Layer(lwhat, (lambda ld=ld, lwhat=lwhat: blob(ld, lwhat)), diff, _source(ld)))
     return img
+
+
+def _source(d):
+    """The descriptor a layer keeps, when its media type fits the format's field."""
+    mt = d.get("mediaType")
+    if not isinstance(mt, str) or not mt.isascii() or not 0 < len(mt) < 256 \
+            or split_digest(d["digest"])[0] != "sha256" or d["size"] >= 1 << 64:
+        return None
+    return {"mediaType": mt, "digest": d["digest"], "size": d["size"]}
 
 
 def platform_ok(d):

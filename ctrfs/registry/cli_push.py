@@ -2,7 +2,9 @@
 registry as an ordinary OCI image, the layers `ctrfs export --format oci` writes (one per
 image of NAME's parent chain, gzip).  Blobs the repository already has (HEAD) are not
 sent; one another repository of the same registry holds is mounted from it when NAME was
-pulled from there; the manifest goes last, so the tag never names an incomplete image."""
+pulled from there; the manifest goes last, so the tag never names an incomplete image.
+An imported layer the repository holds (or can mount) as the blob it came in is not
+written again at all: the manifest names that blob, as containers/image reuses blobs."""
 import contextlib
 import json
 import os
@@ -44,20 +46,31 @@ def run(args):
     remote = parse_remote(args.remote)
     if remote.digest:
         raise UsageError(f"{args.remote}: push to a tag, not a digest (the registry names the digest)")
-    with scratch_dir() as tmp:
-        with image_of(args) as (engine, name):
-            image_chain(engine, name)
-            layout = os.path.join(tmp, "oci")
-            os.mkdir(layout)
-            manifest_desc, _n = export_oci(engine, name, layout, remote.tag,
-                                           compress=args.compress != "none")
-        blobs = os.path.join(layout, "blobs", "sha256")
-        with open(os.path.join(blobs, manifest_desc["digest"].split(":", 1)[1]), "rb") as f:
-            manifest = f.read()
-        doc = json.loads(manifest)
-        client = open_client(args, remote)
-        try:
-            mount_from = args.mount_from or _mount_source(name, remote)
+    client = open_client(args, remote)
+    try:
+        with scratch_dir() as tmp:
+            mount_from, mounted_now = None, set()
+
+            def reuse(d):
+                """An imported layer's own blob, when the repository holds it or can mount it."""
+                if client.blob_exists(remote.repo, d["digest"]):
+                    return True
+                if mount_from and client.mount_blob(remote.repo, d["digest"], mount_from):
+                    mounted_now.add(d["digest"])
+                    return True
+                return False
+
+            with image_of(args) as (engine, name):
+                image_chain(engine, name)
+                mount_from = args.mount_from or _mount_source(name, remote)
+                layout = os.path.join(tmp, "oci")
+                os.mkdir(layout)
+                manifest_desc, _n = export_oci(engine, name, layout, remote.tag,
+                                               compress=args.compress != "none", reuse=reuse)
+            blobs = os.path.join(layout, "blobs", "sha256")
+            with open(os.path.join(blobs, manifest_desc["digest"].split(":", 1)[1]), "rb") as f:
+                manifest = f.read()
+            doc = json.loads(manifest)
             sent, skipped, mounted = 0, 0, 0
             descs = doc["layers"] + [doc["config"]]
             progress = ImportProgress(sys.stderr, unit="sent") \
@@ -67,20 +80,25 @@ def run(args):
             for i, d in enumerate(descs, 1):
                 if progress and i <= len(doc["layers"]):
                     progress.layer(i, len(doc["layers"]), "")
-                if client.blob_exists(remote.repo, d["digest"]):
+                path = os.path.join(blobs, d["digest"].split(":", 1)[1])
+                if d["digest"] in mounted_now:
+                    mounted += 1
+                elif not os.path.exists(path):        # reused: reuse() saw it there
+                    skipped += 1
+                elif client.blob_exists(remote.repo, d["digest"]):
                     skipped += 1
                 elif mount_from and client.mount_blob(remote.repo, d["digest"], mount_from):
                     mounted += 1
                 else:
-                    client.upload_blob(remote.repo, d["digest"], os.path.join(blobs, d["digest"].split(":", 1)[1]))
+                    client.upload_blob(remote.repo, d["digest"], path)
                     sent += 1
                     if progress:
                         progress.bytes(d["size"])
             digest = client.put_manifest(remote.repo, remote.tag, manifest, MT_MANIFEST)
             if progress:
                 progress.close()
-        finally:
-            client.close()
+    finally:
+        client.close()
     if digest and digest != manifest_desc["digest"]:
         raise RegistryError(f"{remote}: the registry stored the manifest as {digest}, "
                             f"not {manifest_desc['digest']}")

@@ -38,6 +38,8 @@ def test_import_export_round_trip(tmp_path):
     assert c_out["config"]["Env"][-1] == "APP=demo" and c_out["config"]["User"] == "1000:1000"
     # unchanged layers come back byte for byte (from their recipes): the same diff_ids
     assert c_out["rootfs"]["diff_ids"] == c_in["rootfs"]["diff_ids"]
+    # and so the config is the one it came with, byte for byte: the same image ID
+    assert m_out["config"]["digest"] == m_in["config"]["digest"]
     want = describe_dir(src.unpack("app"))
     got = describe_dir(_unpack(out, "1", tmp_path))
     assert_same_tree(got, want, "umoci unpack of the export vs of the original")
