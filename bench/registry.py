@@ -10,7 +10,8 @@ through the same proxy, so bytes are counted the same way and both pay its cost)
   device), which fetches only the file contents the device lacks; the reference for it is
   the file contents of C that B lacks, compressed in one stream (zstd -3 and gzip -6);
 - push: C from a device to an empty registry, against `skopeo copy oci:CORPUS:C docker://`,
-  as an OCI image and as the file-level transfer.
+  as an OCI image and as the file-level transfer; and C pulled from a repository pushed back
+  to it under a new tag, against skopeo copying that tag to another (both reuse the blobs).
 
 Bytes are HTTP body bytes (answers for a pull, requests for a push); seconds are the wall
 time of the whole process.  Usage: .venv/bin/python bench/registry.py [--json FILE]
@@ -72,6 +73,13 @@ def bench(work, scratch):
         B.run([ctrfs, "push", "-q", pusher, "c:1", f"docker://{r.host}/xfer/img:C", "--format", "ctrfs",
                insecure])
         xfer = f"docker://{proxy.host}/xfer/img:C"
+
+        # C back to the repository it was pulled from, under a new tag: its blobs are there
+        out["push C back, new tag: ctrfs"] = measured(
+            proxy, [ctrfs, "push", "-q", pusher, "c:1", f"docker://{proxy.host}/corpus/img:C2", insecure], "up")
+        out["push C back, new tag: skopeo"] = measured(
+            proxy, ["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", src("C"),
+                    f"docker://{proxy.host}/corpus/img:C3"], "up")
 
         for case, source in (("layered", src), ("rebuilt", rsrc)):
             dev = device(case, (source("B"), "b:1"))
@@ -149,13 +157,15 @@ def lacking_contents(tars):
 
 def table(res):
     rows = ["| what | skopeo copy | ctrfs | bytes ratio | seconds ratio |", "|---|---|---|---|---|"]
-    for what in ("layered pull C onto B", "rebuilt pull C onto B", "push C"):
+    for what, hows in (("layered pull C onto B", ("ctrfs", "ctrfs transfer")),
+                       ("rebuilt pull C onto B", ("ctrfs", "ctrfs transfer")),
+                       ("push C", ("ctrfs", "ctrfs transfer")), ("push C back, new tag", ("ctrfs",))):
         p = res[f"{what}: skopeo"]
-        for how in ("ctrfs", "ctrfs transfer"):
+        for how in hows:
             c = res[f"{what}: {how}"]
-            rows.append(f"| {what}, {how} | {p['bytes'] / B.MB:.1f} MB, {p['seconds']:.2f} s | "
-                        f"{c['bytes'] / B.MB:.1f} MB, {c['seconds']:.2f} s | "
-                        f"{c['bytes'] / p['bytes']:.2f}x | {c['seconds'] / p['seconds']:.2f}x |")
+            rows.append(f"| {what}, {how} | {p['bytes'] / B.MB:.3f} MB, {p['seconds']:.2f} s | "
+                        f"{c['bytes'] / B.MB:.3f} MB, {c['seconds']:.2f} s | "
+                        f"{c['bytes'] / max(p['bytes'], 1):.2f}x | {c['seconds'] / p['seconds']:.2f}x |")
     lack = res["contents of C that B lacks"]
     rows.append(f"\ncontents of C that B lacks: {lack['files']} files, {lack['bytes'] / B.MB:.1f} MB; "
                 f"zstd -3 {lack['zstd -3'] / B.MB:.1f} MB, gzip -6 {lack['gzip -6'] / B.MB:.1f} MB")
