@@ -205,6 +205,24 @@ class VerifiedBlocks:
         return ((self.paddr[slots] == paddrs) & (self.use[slots] == self._uses(paddrs))
                 & (self.hash[slots] == hashes).all(axis=1))
 
+    def known_one(self, paddr, h):
+        """known() of one block (h: its 32-byte hash), without numpy's per-call cost."""
+        s = paddr % self.SLOTS
+        log = self.log
+        return (int(self.paddr[s]) == paddr
+                and int(self.use[s]) == int(log.alloc_seq[(paddr - log.first) // log.seg_blocks])
+                and self.hash[s].tobytes() == h)
+
+    def add_one(self, paddr, h):
+        log = self.log
+        head = log.seg_start(log.head_seg)
+        if head + log.head_off <= paddr < head + log.seg_blocks:      # as add() says
+            return
+        s = paddr % self.SLOTS
+        self.paddr[s] = paddr
+        self.use[s] = log.alloc_seq[(paddr - log.first) // log.seg_blocks]
+        self.hash[s] = np.frombuffer(h, np.uint64)
+
     def add(self, paddrs, hashes):
         # Not past the write position of the open segment: a stale hint may name an
         # address there that still holds the block of the segment's previous use, which
@@ -382,6 +400,32 @@ class BlockStore:
                 blk[:] = self.read_data(int(paddrs[k]), h)
                 good[t] = False
         self.verified.add(paddrs[todo[good]], hashes[todo[good]])
+
+    def read_few_into(self, out, blocks):
+        """read_into() of a few blocks ((block number within out, paddr, hash) each, in
+        order) without numpy: most files are a few blocks, where numpy's per-call cost was
+        most of a read.  One pread per run of adjacent blocks, as read_into."""
+        bs, log, mv, verified = self.block_size, self.log, memoryview(out), self.verified
+        i, n = 0, len(blocks)
+        while i < n:
+            k0, p0, _h = blocks[i]
+            j = i + 1
+            while j < n and blocks[j][0] == k0 + j - i and blocks[j][1] == p0 + j - i:
+                j += 1
+            if log.valid_paddr(p0) and log.valid_paddr(p0 + j - i - 1) and not log.unwritten(p0, j - i):
+                self.dev.read_into(p0, mv[k0 * bs:(k0 + j - i) * bs])
+                for k, paddr, h in blocks[i:j]:
+                    if verified.known_one(paddr, h):
+                        continue
+                    blk = mv[k * bs:(k + 1) * bs]
+                    if data_hash(blk) != h:
+                        blk[:] = self.read_data(paddr, h)
+                    else:
+                        verified.add_one(paddr, h)
+            else:                                       # not on the device yet, or a bad hint
+                for k, paddr, h in blocks[i:j]:
+                    mv[k * bs:(k + 1) * bs] = self.read_data(paddr, h)
+            i = j
 
     # ---- freeing ----------------------------------------------------------------------------
     def collect(self):

@@ -99,3 +99,27 @@ def test_verified_entry_needs_the_same_hash():
     good = np.frombuffer(fs.tree.get(block_key(ino, 0))[8:40], np.uint64).reshape(1, 4)
     assert store.verified.known(paddr, good).all()
     assert not store.verified.known(paddr, good ^ np.uint64(1)).any()
+
+
+def test_few_block_and_array_reads_share_the_verified_table():
+    """A read of a few blocks (one by one) and a longer one (as arrays) check blocks into,
+    and skip them by, the same table; either path still catches a corrupt block."""
+    from ctrfs.files import FEW
+    n = FEW + 4
+    body = random.Random(4).randbytes(n * BS)
+    dev, ino = committed_file(body)
+    engine, fs = opened(dev)
+    store = engine.store
+    words = lambda i: np.frombuffer(fs.tree.get(block_key(ino, i))[8:40], np.uint64).reshape(1, 4)  # noqa: E731
+    assert fs.read(ino, 2 * BS, BS) == body[2 * BS:3 * BS]                 # one by one
+    assert store.verified.known(np.array([paddr_of(fs, ino, 2)], dtype=np.uint64), words(2)).all()
+    assert fs.read(ino, 0, len(body)) == body                              # as arrays
+    h5 = words(5).tobytes()
+    assert store.verified.known_one(paddr_of(fs, ino, 5), h5)
+    assert not store.verified.known_one(paddr_of(fs, ino, 5), bytes(32))
+    # a checked block changed behind the engine's back, in its segment's next use
+    engine.dev.data[paddr_of(fs, ino, n - 1) * BS + 7] ^= 1
+    engine.log.alloc_seq[engine.log.seg_of(paddr_of(fs, ino, n - 1))] += 1
+    with pytest.raises((CorruptError, FsError)) as err:
+        fs.read(ino, (n - 1) * BS, BS)
+    assert err.value.errno == errno.EIO
