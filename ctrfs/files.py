@@ -12,7 +12,7 @@ from .format.items import BLOCK_KEY_DTYPE, block_end, block_key
 from .format.pointer import POINTER_SIZE, pack_pointer, unpack_pointer
 
 
-FEW = 32       # block-map items a read decodes one by one rather than as arrays (a 128 KiB read of 4 KiB blocks)
+FEW = 16       # block-map items a read decodes one by one rather than as arrays: past that (a 128 KiB READ of a big file) the vectorized checks are cheaper
 
 
 class DirtyBudget:
