@@ -12,7 +12,9 @@ from .format.items import BLOCK_KEY_DTYPE, block_end, block_key
 from .format.pointer import POINTER_SIZE, pack_pointer, unpack_pointer
 
 
-FEW = 16       # block-map items a read decodes one by one rather than as arrays: past that (a 128 KiB READ of a big file) the vectorized checks are cheaper
+# Block-map items a read decodes one by one rather than as arrays: past that (a 128 KiB
+# READ of a big file) the vectorized checks are cheaper.
+FEW = 16
 
 
 class DirtyBudget:
