@@ -1,5 +1,6 @@
 """An image's OCI metadata in its FS tree (format/image.py): the config JSON, verbatim,
-the layer the tree ends with, and the descriptor of the blob that layer came in.  Export reads them back from here."""
+the layer the tree ends with, and the descriptor of the blob that layer came in.  Export
+reads them back from here."""
 import hashlib
 
 from ..format import constants as C
