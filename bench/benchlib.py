@@ -185,6 +185,16 @@ def mountpoint(work, tag):
             pass
 
 
+def fresh_ext4(image, size):
+    """A new sparse loop file of `size` bytes (an old one removed first) holding an empty ext4."""
+    if os.path.exists(image):
+        os.unlink(image)
+    with open(image, "wb") as f:
+        f.truncate(size)
+    run(["mkfs.ext4", "-q", "-F", image])
+    return image
+
+
 @contextlib.contextmanager
 def loop_mount(image, mnt, ro=False, fstype=None):
     """mount -o loop IMAGE MNT; the loop device autoclears when unmounted in finally."""

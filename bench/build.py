@@ -98,12 +98,7 @@ def on_ctrfs(paths, work, scratch, debs, k):
 
 
 def _ext4(scratch):
-    img = os.path.join(scratch, "ext4.img")
-    if os.path.exists(img):
-        os.unlink(img)
-    B.run(["truncate", "-s", "4G", img])
-    B.run(["mkfs.ext4", "-q", "-F", img])
-    return img
+    return B.fresh_ext4(os.path.join(scratch, "ext4.img"), 4 << 30)
 
 
 def on_overlay(paths, work, scratch, debs, k, fuse):

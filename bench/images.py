@@ -86,7 +86,7 @@ def bench_tar_ext4(p, tmp, runs):
     os.makedirs(mnt, exist_ok=True)
     times = []
     for _ in range(runs):
-        B.run(["mkfs.ext4", "-q", "-F", img, "4G"])
+        B.fresh_ext4(img, 4 << 30)
         with B.loop_mount(img, mnt):
             B.drop_caches()
             t = 0.0

@@ -82,11 +82,7 @@ def _extract_once(tar_path, image, work):
     """mkfs a fresh sparse image, mount it, time tar -x + syncfs; returns
     (tar+sync seconds, whole seconds including mkfs/mount/umount)."""
     t_all = time.perf_counter()
-    if os.path.exists(image):
-        os.unlink(image)
-    with open(image, "wb") as f:
-        f.truncate(EXT4_IMAGE_SIZE)
-    B.run(["mkfs.ext4", "-q", "-F", image])
+    B.fresh_ext4(image, EXT4_IMAGE_SIZE)
     with B.mountpoint(work, "ext4") as mnt, B.loop_mount(image, mnt):
         t0 = time.perf_counter()
         B.run(["tar", "-xpf", tar_path, "-C", mnt] + TAR_FLAGS)
@@ -230,11 +226,7 @@ def fuse_overlayfs_first_write(big_dir, runs=5, work=None, big_name="big.bin"):
     big = os.path.join(big_dir, big_name)
     size = os.path.getsize(big)
     upper_img = os.path.join(B.cache_dir(work, "bench", "peers"), "overlay-upper.img")
-    if os.path.exists(upper_img):
-        os.unlink(upper_img)
-    with open(upper_img, "wb") as f:
-        f.truncate(2 * size)
-    B.run(["mkfs.ext4", "-q", "-F", upper_img])
+    B.fresh_ext4(upper_img, 2 * size)
     first, second, floor = [], [], []
     with B.mountpoint(work, "upper") as up, B.loop_mount(upper_img, up):
         for i in range(runs):
@@ -283,13 +275,7 @@ def e2fsck_time(ext4_image, runs=5):
 
 def fresh_ext4(work, name, size=EXT4_IMAGE_SIZE):
     """A new sparse ext4 loop image (an old one is removed first)."""
-    image = os.path.join(B.cache_dir(work, "bench", "peers"), name)
-    if os.path.exists(image):
-        os.unlink(image)
-    with open(image, "wb") as f:
-        f.truncate(size)
-    B.run(["mkfs.ext4", "-q", "-F", image])
-    return image
+    return B.fresh_ext4(os.path.join(B.cache_dir(work, "bench", "peers"), name), size)
 
 
 def _timed_tar_x(tar_path, mnt):

@@ -208,9 +208,7 @@ class VerifiedBlocks:
     def known_one(self, paddr, h):
         """known() of one block (h: its 32-byte hash), without numpy's per-call cost."""
         s = paddr % self.SLOTS
-        log = self.log
-        return (int(self.paddr[s]) == paddr
-                and int(self.use[s]) == int(log.alloc_seq[(paddr - log.first) // log.seg_blocks])
+        return (int(self.paddr[s]) == paddr and int(self.use[s]) == int(self._uses(paddr))
                 and self.hash[s].tobytes() == h)
 
     def add_one(self, paddr, h):
@@ -220,7 +218,7 @@ class VerifiedBlocks:
             return
         s = paddr % self.SLOTS
         self.paddr[s] = paddr
-        self.use[s] = log.alloc_seq[(paddr - log.first) // log.seg_blocks]
+        self.use[s] = self._uses(paddr)
         self.hash[s] = np.frombuffer(h, np.uint64)
 
     def add(self, paddrs, hashes):

@@ -49,16 +49,19 @@ def run(args):
     client = open_client(args, remote)
     try:
         with scratch_dir() as tmp:
-            mount_from, mounted_now = None, set()
+            mount_from, offered = None, {}
 
-            def reuse(d):
-                """An imported layer's own blob, when the repository holds it or can mount it."""
-                if client.blob_exists(remote.repo, d["digest"]):
-                    return True
-                if mount_from and client.mount_blob(remote.repo, d["digest"], mount_from):
-                    mounted_now.add(d["digest"])
-                    return True
-                return False
+            def offer(d):
+                """'there' or 'mounted' when the repository holds the blob or could mount
+                it, else None; remembered, so a blob is asked about once."""
+                if d["digest"] not in offered:
+                    if client.blob_exists(remote.repo, d["digest"]):
+                        offered[d["digest"]] = "there"
+                    elif mount_from and client.mount_blob(remote.repo, d["digest"], mount_from):
+                        offered[d["digest"]] = "mounted"
+                    else:
+                        offered[d["digest"]] = None
+                return offered[d["digest"]]
 
             with image_of(args) as (engine, name):
                 image_chain(engine, name)
@@ -66,7 +69,8 @@ def run(args):
                 layout = os.path.join(tmp, "oci")
                 os.mkdir(layout)
                 manifest_desc, _n = export_oci(engine, name, layout, remote.tag,
-                                               compress=args.compress != "none", reuse=reuse)
+                                               compress=args.compress != "none",
+                                               reuse=lambda d: offer(d) is not None)
             blobs = os.path.join(layout, "blobs", "sha256")
             with open(os.path.join(blobs, manifest_desc["digest"].split(":", 1)[1]), "rb") as f:
                 manifest = f.read()
@@ -80,17 +84,13 @@ def run(args):
             for i, d in enumerate(descs, 1):
                 if progress and i <= len(doc["layers"]):
                     progress.layer(i, len(doc["layers"]), "")
-                path = os.path.join(blobs, d["digest"].split(":", 1)[1])
-                if d["digest"] in mounted_now:
-                    mounted += 1
-                elif not os.path.exists(path):        # reused: reuse() saw it there
+                got = offer(d)
+                if got == "there":
                     skipped += 1
-                elif client.blob_exists(remote.repo, d["digest"]):
-                    skipped += 1
-                elif mount_from and client.mount_blob(remote.repo, d["digest"], mount_from):
+                elif got == "mounted":
                     mounted += 1
                 else:
-                    client.upload_blob(remote.repo, d["digest"], path)
+                    client.upload_blob(remote.repo, d["digest"], os.path.join(blobs, d["digest"].split(":", 1)[1]))
                     sent += 1
                     if progress:
                         progress.bytes(d["size"])
